@@ -1,0 +1,209 @@
+"""Configuration: one pydantic model per component, merged in a fixed order.
+
+defaults < `[tool.selfcode]` in the target's pyproject.toml (or selfcode.toml)
+         < `SELFCODE_*` environment variables < command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from selfcode.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LLMConfig(_Section):
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 120.0
+    max_retries: int = 4
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    temperature: float = 0.2
+    max_tokens: int = 4096
+    # USD per million tokens: {"model": {"input": x, "output": y}}; extends the built-in table.
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    replay: Path | None = None
+
+
+class SandboxConfig(_Section):
+    backend: Literal["docker", "local"] = "docker"
+    timeout: float = 300.0
+    base_image: str = "python:3.12-slim"
+    image: str | None = None
+    memory: str = "2g"
+    cpus: float = 1.0
+    pids_limit: int = 256
+    tmpfs_size: str = "512m"
+
+
+class GateConfig(_Section):
+    pairs: int = 10
+    alpha: float = 0.01
+    min_improvement: float = 0.03
+    test_command: list[str] = Field(default_factory=lambda: ["-m", "pytest"])
+    benchmarks: dict[str, str] = Field(default_factory=dict)
+    protected: list[str] = Field(
+        default_factory=lambda: [
+            "tests/**",
+            "test/**",
+            "testing/**",
+            "**/tests/**",
+            "**/test_*.py",
+            "**/*_test.py",
+            "test_*.py",
+            "*_test.py",
+            "**/conftest.py",
+            "conftest.py",
+            "pytest.ini",
+            "tox.ini",
+            "setup.cfg",
+            "pyproject.toml",
+            "**/sitecustomize.py",
+            "sitecustomize.py",
+            "**/usercustomize.py",
+            "usercustomize.py",
+            "**/*.pth",
+            "*.pth",
+            "benchmarks/**",
+            ".github/**",
+            ".gitlab-ci.yml",
+            ".ci/**",
+            ".git*",
+            "**/.git*",
+            "selfcode.toml",
+        ]
+    )
+
+
+class AgentConfig(_Section):
+    goal: str = "Make the code faster without changing its behaviour."
+    iterations: int = 5
+    budget_usd: float | None = None
+    repair_turns: int = 2
+    max_context_chars: int = 60_000
+
+
+class Settings(_Section):
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+
+
+# SELFCODE_<NAME> environment variables and where they land.
+_ENV_KEYS: dict[str, tuple[str, str]] = {
+    "SELFCODE_MODEL": ("llm", "model"),
+    "SELFCODE_BASE_URL": ("llm", "base_url"),
+    "SELFCODE_API_KEY_ENV": ("llm", "api_key_env"),
+    "SELFCODE_LLM_TIMEOUT": ("llm", "timeout"),
+    "SELFCODE_REPLAY": ("llm", "replay"),
+    "SELFCODE_SANDBOX": ("sandbox", "backend"),
+    "SELFCODE_TIMEOUT": ("sandbox", "timeout"),
+    "SELFCODE_BASE_IMAGE": ("sandbox", "base_image"),
+    "SELFCODE_IMAGE": ("sandbox", "image"),
+    "SELFCODE_PAIRS": ("gate", "pairs"),
+    "SELFCODE_ITERATIONS": ("agent", "iterations"),
+    "SELFCODE_BUDGET_USD": ("agent", "budget_usd"),
+}
+
+# Top-level keys of [tool.selfcode] that are shorthands for a section's field.
+_SHORTHANDS: dict[str, tuple[str, str]] = {
+    "benchmarks": ("gate", "benchmarks"),
+    "protected": ("gate", "protected"),
+    "goal": ("agent", "goal"),
+    "model": ("llm", "model"),
+}
+
+
+def _file_config(repo: Path) -> tuple[dict[str, Any], str | None]:
+    selfcode_toml = repo / "selfcode.toml"
+    pyproject = repo / "pyproject.toml"
+    try:
+        if selfcode_toml.is_file():
+            return tomllib.loads(selfcode_toml.read_text("utf-8")), str(selfcode_toml)
+        if pyproject.is_file():
+            data = tomllib.loads(pyproject.read_text("utf-8"))
+            return data.get("tool", {}).get("selfcode", {}), str(pyproject)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the configuration in {repo}: {exc}.") from exc
+    return {}, None
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _expand_shorthands(raw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _SHORTHANDS:
+            section, field = _SHORTHANDS[key]
+            out = _deep_merge(out, {section: {field: value}})
+        else:
+            out = _deep_merge(out, {key: value})
+    return out
+
+
+def _env_config(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (section, field) in _ENV_KEYS.items():
+        if environ.get(name):
+            out = _deep_merge(out, {section: {field: environ[name]}})
+    return out
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"Unknown configuration key '{key}' in {source}; check its spelling."
+    return f"Configuration key '{key}' in {source} is invalid: {first['msg']}."
+
+
+def load_settings(
+    repo: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Merge every layer and validate each one, so an error names the layer that caused it."""
+    environ = dict(os.environ) if environ is None else environ
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if repo is not None:
+        raw, source = _file_config(repo)
+        if source:
+            layers.append((source, _expand_shorthands(raw)))
+    layers.append(("the SELFCODE_* environment", _env_config(environ)))
+    layers.append(("the command line", overrides or {}))
+    merged: dict[str, Any] = {}
+    for source, layer in layers:
+        try:
+            Settings.model_validate(layer)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, source)) from exc
+        merged = _deep_merge(merged, layer)
+    return Settings.model_validate(merged)
+
+
+def state_dir(git_common_dir: Path, environ: dict[str, str] | None = None) -> Path:
+    """Where selfcode keeps a repository's history, lock and caches: never in the working tree."""
+    environ = dict(os.environ) if environ is None else environ
+    home = environ.get("SELFCODE_HOME")
+    path = Path(home) if home else git_common_dir / "selfcode"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,38 @@
+"""The exceptions selfcode raises on purpose; the CLI turns each into one sentence and an exit code.
+
+Anything else that escapes is a bug and is reported as such.
+"""
+
+
+class SelfcodeError(Exception):
+    """An expected failure whose message is a complete sentence telling the user what to do next."""
+
+    exit_code = 2
+
+
+class ConfigError(SelfcodeError):
+    """Configuration is missing or wrong (unknown key, wrong type, no endpoint)."""
+
+
+class LLMError(SelfcodeError):
+    """The model endpoint failed in a way retries could not fix."""
+
+
+class EditError(SelfcodeError):
+    """A model reply or a patch could not be turned into a safe change; the message is fed back."""
+
+
+class PolicyError(EditError):
+    """An edit touches a path the policy forbids (absolute, `..`, `.git/`, symlink, binary...)."""
+
+
+class SandboxError(SelfcodeError):
+    """The sandbox could not be started or used (no engine, image build failed, engine died)."""
+
+
+class GitError(SelfcodeError):
+    """The target is not a usable git repository, or a git operation failed."""
+
+
+class LockedError(SelfcodeError):
+    """Another selfcode run holds the repository's lock."""

@@ -1,0 +1,74 @@
+"""The `Sandbox` protocol: the only way selfcode runs code that a model wrote.
+
+A sandbox is deliberately tiny: put a file where the sandbox can read it, run a command
+with a hard timeout, close. Everything above it (loading trees, applying a patch, running
+the frozen harness) is written once in `trees.py` and works on any backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+# Environment variables that may cross into a sandbox; everything else (API keys, tokens,
+# cloud credentials) stays on the host.
+ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+    timed_out: bool = False
+    # Why the sandbox killed the command, when it did: "timeout", "out of memory", ...
+    killed_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.killed_reason is None
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    kind: str
+    """"docker" or "local"."""
+    isolated: bool
+    """False when model code runs with the user's privileges (the local backend)."""
+    root: str
+    """Writable directory inside the sandbox; trees live at `{root}/a` and `{root}/b`."""
+    python: str
+    """Python inside the sandbox that has pytest and the target's dependencies."""
+    harness: str
+    """In-sandbox path of selfcode's own `harness.py`, read-only to the candidate."""
+
+    def stage(self, name: str, data: bytes) -> str:
+        """Make `data` readable (never writable) inside the sandbox; return its in-sandbox path."""
+        ...
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        """Run `argv`; kill it and everything it started once `timeout` seconds pass."""
+        ...
+
+    def close(self) -> None:
+        """Stop everything the sandbox started and remove what it created; idempotent."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
