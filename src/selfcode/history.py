@@ -1,0 +1,388 @@
+"""The record of every run: runs, candidates, LLM exchanges and events, in SQLite.
+
+The database lives at `<state dir>/history.db` in WAL mode. Every write is committed before
+the method returns, so a crash loses nothing that was recorded (invariant 5).
+
+The schema evolves through named, append-only migrations: each is a function registered
+with `@migration`, applied once, in order, and remembered by name in `_migrations`. Never
+edit or reorder a migration that has shipped; add a new one at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from selfcode.errors import SelfcodeError
+
+HISTORY_FILE = "history.db"
+
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+CANDIDATE_STATUSES = ("proposed", "malformed", "rejected", "accepted", "abandoned")
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration, under its function name."""
+    name = fn.__name__
+    if any(existing == name for existing, _ in MIGRATIONS):
+        raise ValueError(f"migration {name} is already registered")
+    MIGRATIONS.append((name, fn))
+    return fn
+
+
+def _in(values: Sequence[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.execute(
+        f"""
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            repo TEXT NOT NULL,
+            base_commit TEXT NOT NULL,
+            branch TEXT NOT NULL,
+            goal TEXT NOT NULL,
+            model TEXT NOT NULL,
+            sandbox TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'running' CHECK (status IN {_in(RUN_STATUSES)}),
+            summary_json TEXT
+        )
+        """
+    )
+    db.execute(
+        f"""
+        CREATE TABLE candidates (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            n INTEGER NOT NULL,
+            parent_commit TEXT,
+            rationale TEXT,
+            diff TEXT,
+            status TEXT NOT NULL DEFAULT 'proposed'
+                CHECK (status IN {_in(CANDIDATE_STATUSES)}),
+            verdict_json TEXT,
+            commit_sha TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, n)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE exchanges (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            candidate_n INTEGER,
+            turn INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            reply TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            latency_s REAL,
+            error TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX exchanges_by_run ON exchanges (run_id, candidate_n)")
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            candidate_n INTEGER,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_by_run ON events (run_id)")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def migrate(
+    db: sqlite3.Connection, migrations: Sequence[tuple[str, Migration]] | None = None
+) -> list[str]:
+    """Apply the migrations `db` has not seen yet, in order; return their names.
+
+    Each migration runs in its own transaction together with the row that records it, so a
+    failure leaves the database at the last good migration. Safe to call concurrently.
+    """
+    steps = list(MIGRATIONS if migrations is None else migrations)
+    saved_isolation = db.isolation_level
+    if db.in_transaction:
+        db.commit()
+    db.isolation_level = None  # explicit transactions: DDL must not be committed implicitly
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations"
+            " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        applied = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        unknown = applied - {name for name, _ in steps}
+        if unknown:
+            raise SelfcodeError(
+                f"The history database was written by a newer selfcode (migration "
+                f"{sorted(unknown)[0]} is unknown here); upgrade selfcode."
+            )
+        done: list[str] = []
+        for name, fn in steps:
+            if name in applied:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seen = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone()
+                if seen is None:  # another process may have applied it meanwhile
+                    fn(db)
+                    db.execute(
+                        "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, _now())
+                    )
+                    done.append(name)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return done
+    finally:
+        db.isolation_level = saved_isolation
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A new run id such as '20261123-191500-ab12': UTC time (so ids sort) and 16 random bits."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class History:
+    """One repository's history database; every write is committed before it returns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise SelfcodeError(f"Cannot open the history database {self.path}: {exc}.") from exc
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            migrate(self._db)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise SelfcodeError(
+                f"Cannot use the history database {self.path}: {exc}; "
+                "move it aside to start a new history."
+            ) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> History:
+        return cls(Path(state_dir) / HISTORY_FILE)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> sqlite3.Cursor:
+        # Autocommit connection: each statement is its own transaction, durable on return.
+        return self._db.execute(sql, params)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._db.execute(sql, params)]
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run_id: str,
+        repo: str,
+        base_commit: str,
+        branch: str,
+        goal: str,
+        model: str,
+        sandbox: str,
+    ) -> None:
+        self._write(
+            "INSERT INTO runs (id, started_at, repo, base_commit, branch, goal, model, sandbox,"
+            " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+            (run_id, _now(), str(repo), base_commit, branch, goal, model, sandbox),
+        )
+
+    def finish_run(self, run_id: str, status: str, summary: Mapping[str, Any]) -> None:
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"a run cannot finish with status {status!r}")
+        cur = self._write(
+            "UPDATE runs SET status = ?, finished_at = ?, summary_json = ? WHERE id = ?",
+            (status, _now(), _dumps(dict(summary)), run_id),
+        )
+        if cur.rowcount == 0:
+            raise KeyError(f"no run {run_id!r} in the history")
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a run as running again, for resuming it."""
+        cur = self._write(
+            "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,)
+        )
+        if cur.rowcount == 0:
+            raise KeyError(f"no run {run_id!r} in the history")
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first; `summary` is `summary_json` decoded."""
+        rows = self._rows("SELECT * FROM runs ORDER BY started_at DESC, id DESC")
+        for row in rows:
+            row["summary"] = _loads(row["summary_json"])
+        return rows
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            return None
+        rows[0]["summary"] = _loads(rows[0]["summary_json"])
+        return rows[0]
+
+    # -- candidates -------------------------------------------------------------------------
+
+    _CANDIDATE_FIELDS = ("parent_commit", "rationale", "diff", "status", "verdict", "commit_sha")
+
+    def add_candidate(self, run_id: str, n: int, parent_commit: str | None) -> None:
+        self._write(
+            "INSERT INTO candidates (run_id, n, parent_commit, status, created_at)"
+            " VALUES (?, ?, ?, 'proposed', ?)",
+            (run_id, n, parent_commit, _now()),
+        )
+
+    def update_candidate(self, run_id: str, n: int, **fields: Any) -> None:
+        """Set any of parent_commit, rationale, diff, status, verdict (a dict), commit_sha."""
+        unknown = set(fields) - set(self._CANDIDATE_FIELDS)
+        if unknown:
+            raise TypeError(f"update_candidate() got unknown fields: {', '.join(sorted(unknown))}")
+        if not fields:
+            return
+        if "status" in fields and fields["status"] not in CANDIDATE_STATUSES:
+            raise ValueError(f"unknown candidate status {fields['status']!r}")
+        columns: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "verdict":
+                columns["verdict_json"] = None if value is None else _dumps(value)
+            else:
+                columns[key] = value
+        assignments = ", ".join(f"{column} = :{column}" for column in columns)
+        cur = self._write(
+            f"UPDATE candidates SET {assignments} WHERE run_id = :_run_id AND n = :_n",
+            {**columns, "_run_id": run_id, "_n": n},
+        )
+        if cur.rowcount == 0:
+            raise KeyError(f"no candidate {n} of run {run_id!r} in the history")
+
+    def candidates(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's candidates by number; `verdict` is `verdict_json` decoded."""
+        rows = self._rows("SELECT * FROM candidates WHERE run_id = ? ORDER BY n", (run_id,))
+        for row in rows:
+            row["verdict"] = _loads(row["verdict_json"])
+        return rows
+
+    # -- exchanges and events ---------------------------------------------------------------
+
+    def add_exchange(
+        self,
+        run_id: str,
+        candidate_n: int | None,
+        turn: int,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        reply: str | None,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        cost_usd: float | None,
+        latency_s: float | None,
+        error: str | None = None,
+    ) -> int:
+        """Record one request to the model and its reply (or error); return the exchange id."""
+        cur = self._write(
+            "INSERT INTO exchanges (run_id, candidate_n, turn, model, messages_json, reply,"
+            " prompt_tokens, completion_tokens, cost_usd, latency_s, error, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                candidate_n,
+                turn,
+                model,
+                _dumps([dict(m) for m in messages]),
+                reply,
+                prompt_tokens,
+                completion_tokens,
+                cost_usd,
+                latency_s,
+                error,
+                _now(),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def exchanges(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's exchanges in the order they happened; `messages` is decoded."""
+        rows = self._rows("SELECT * FROM exchanges WHERE run_id = ? ORDER BY id", (run_id,))
+        for row in rows:
+            row["messages"] = _loads(row["messages_json"])
+        return rows
+
+    def total_cost(self, run_id: str) -> float:
+        """What the run's model calls cost, in USD (exchanges with unknown cost count as 0)."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM exchanges WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return float(row[0])
+
+    def add_event(
+        self, run_id: str, kind: str, message: str, candidate_n: int | None = None
+    ) -> int:
+        cur = self._write(
+            "INSERT INTO events (run_id, candidate_n, kind, message, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (run_id, candidate_n, kind, message, _now()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
