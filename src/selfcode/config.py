@@ -6,12 +6,13 @@ defaults < `[tool.selfcode]` in the target's pyproject.toml (or selfcode.toml)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from selfcode.errors import ConfigError
 
@@ -44,9 +45,14 @@ class SandboxConfig(_Section):
     cpus: float = 1.0
     pids_limit: int = 256
     tmpfs_size: str = "512m"
+    # docker backend: size caps of the tmpfs at /tmp and at $HOME (/home/sandbox). Like /work
+    # (tmpfs_size), their pages count against `memory`.
+    tmp_size: str = "256m"
+    home_size: str = "64m"
 
 
 class GateConfig(_Section):
+    goal: Literal["auto", "speed", "fix"] = "auto"
     pairs: int = 10
     alpha: float = 0.01
     min_improvement: float = 0.03
@@ -83,6 +89,14 @@ class GateConfig(_Section):
             "selfcode.toml",
         ]
     )
+
+    @field_validator("protected")
+    @classmethod
+    def _never_empty(cls, value: list[str]) -> list[str]:
+        # An empty list would let a candidate rewrite the tests that judge it.
+        if not value:
+            raise ValueError("must list at least one pattern; an empty list would let candidates edit their own tests")
+        return value
 
 
 class AgentConfig(_Section):
@@ -204,6 +218,13 @@ def state_dir(git_common_dir: Path, environ: dict[str, str] | None = None) -> Pa
     """Where selfcode keeps a repository's history, lock and caches: never in the working tree."""
     environ = dict(os.environ) if environ is None else environ
     home = environ.get("SELFCODE_HOME")
-    path = Path(home) if home else git_common_dir / "selfcode"
+    if home:
+        # One folder per repository, so locks and histories of different repositories never mix.
+        resolved = git_common_dir.resolve()
+        digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+        name = (resolved.parent.name if resolved.name == ".git" else resolved.name) or "repo"
+        path = Path(home) / f"{name}-{digest}"
+    else:
+        path = git_common_dir / "selfcode"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,0 +1,5 @@
+"""Sandboxes: where model-written code runs. See `base.Sandbox` for the protocol."""
+
+from selfcode.sandbox.base import ExecResult, Sandbox
+
+__all__ = ["ExecResult", "Sandbox"]

@@ -1,0 +1,126 @@
+"""The local backend: a throw-away directory and subprocesses. It does NOT isolate anything.
+
+Model code runs with the user's privileges and network. It exists for machines with no
+Docker engine, is chosen only explicitly (or by `demo`), and says so loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from selfcode.sandbox.base import ENV_ALLOWLIST, ExecResult
+
+MAX_OUTPUT = 8 * 1024 * 1024
+WARNING = (
+    "The local sandbox does not isolate: model-written code runs as you, with your files and "
+    "network. Use the Docker sandbox for anything but trusted experiments."
+)
+
+
+class LocalSandbox:
+    kind = "local"
+    isolated = False
+
+    def __init__(self, harness_dir: Path, python: str | None = None) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="selfcode-local-"))
+        for sub in ("in", "w", "home", "tmp"):
+            (self._dir / sub).mkdir()
+        self.root = str(self._dir / "w")
+        self.python = python or sys.executable
+        self.harness = str(harness_dir / "harness.py")
+        self._closed = False
+
+    def stage(self, name: str, data: bytes) -> str:
+        path = self._dir / "in" / name
+        path.write_bytes(data)
+        path.chmod(0o444)
+        return str(path)
+
+    def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
+        env.update(
+            HOME=str(self._dir / "home"),
+            TMPDIR=str(self._dir / "tmp"),
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONHASHSEED="0",
+            # Stops `git apply` from finding a repository above the sandbox directory.
+            GIT_CEILING_DIRECTORIES=self.root,
+        )
+        env.update(extra or {})
+        return env
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        start = time.perf_counter()
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd or self.root,
+                env=self._env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+            timed_out = False
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            except BaseException:
+                _kill_group(proc.pid)
+                proc.wait()
+                raise
+            _kill_group(proc.pid)
+            proc.wait()
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(MAX_OUTPUT), err.read(MAX_OUTPUT)
+        return ExecResult(
+            exit_code=proc.returncode,
+            stdout=stdout,
+            stderr=stderr,
+            duration=time.perf_counter() - start,
+            timed_out=timed_out,
+            killed_reason="timeout" if timed_out else None,
+        )
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _kill_group(pid: int) -> None:
+    """The whole process group goes, so a candidate's background children die with it."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,80 @@
+"""Baseline and candidate trees inside any sandbox, and the frozen harness run over them.
+
+The baseline lives at `{root}/a` and the candidate at `{root}/b`: paths of equal length, so
+nothing that depends on path length tells them apart. Each candidate starts as a fresh copy
+of the baseline and gets its patch applied inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from itertools import count
+
+from selfcode.errors import SandboxError
+from selfcode.sandbox.base import ExecResult, Sandbox
+from selfcode.sandbox.results import BenchRun, TestsRun, parse_report
+
+_HARNESS_GRACE = 30.0
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    ok: bool
+    message: str
+    duration: float
+
+
+class Trees:
+    def __init__(self, sandbox: Sandbox, timeout: float) -> None:
+        self.sandbox = sandbox
+        self.timeout = timeout
+        self.a = f"{sandbox.root}/a"
+        self.b = f"{sandbox.root}/b"
+        self._names = count(1)
+
+    def _sh(self, script: str, timeout: float | None = None) -> ExecResult:
+        return self.sandbox.exec(["sh", "-c", script], timeout=timeout or self.timeout)
+
+    def load_baseline(self, tar: bytes) -> None:
+        """Replace the baseline with the files of `tar` (a `git archive` of a commit)."""
+        staged = self.sandbox.stage(f"baseline-{next(self._names)}.tar", tar)
+        a, b, q = shlex.quote(self.a), shlex.quote(self.b), shlex.quote(staged)
+        result = self._sh(f"rm -rf {a} {b} && mkdir -p {a} && tar -xf {q} -C {a}")
+        if not result.ok:
+            detail = result.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise SandboxError(f"Could not load the repository into the sandbox: {detail}")
+
+    def apply(self, diff: str) -> ApplyResult:
+        """Reset the candidate to the baseline, then apply `diff` to it; never touches the baseline."""
+        staged = self.sandbox.stage(f"candidate-{next(self._names)}.diff", diff.encode("utf-8"))
+        a, b, q = shlex.quote(self.a), shlex.quote(self.b), shlex.quote(staged)
+        result = self._sh(
+            f"rm -rf {b} && cp -a {a} {b} && cd {b} && git apply --whitespace=nowarn {q}"
+        )
+        message = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
+        return ApplyResult(result.ok, message[-1000:], result.duration)
+
+    def run_tests(self, side: str, pytest_args: list[str] | None = None) -> TestsRun:
+        tree = self.a if side == "a" else self.b
+        argv = [self.sandbox.python, self.sandbox.harness, "tests", "--tree", tree,
+                "--timeout", str(self.timeout), "--", *(pytest_args or [])]
+        result = self.sandbox.exec(argv, timeout=self.timeout + _HARNESS_GRACE)
+        if result.killed_reason and result.killed_reason != "timeout":
+            return TestsRun(exit_code=-9, timed_out=False, duration=result.duration,
+                            stderr_tail=f"killed: {result.killed_reason}")
+        if result.timed_out:
+            return TestsRun(exit_code=-9, timed_out=True, duration=result.duration)
+        return parse_report(result.stdout, TestsRun, "tests")
+
+    def run_benchmarks(self, spec: dict[str, list[str]], pairs: int, seed: int) -> BenchRun:
+        argv = [self.sandbox.python, self.sandbox.harness, "bench", "--a", self.a, "--b", self.b,
+                "--spec", json.dumps(spec), "--pairs", str(pairs), "--seed", str(seed),
+                "--timeout", str(self.timeout)]
+        budget = (2 * pairs + 2) * len(spec) * self.timeout + _HARNESS_GRACE
+        result = self.sandbox.exec(argv, timeout=budget)
+        if result.timed_out or result.killed_reason:
+            reason = result.killed_reason or "timeout"
+            raise SandboxError(f"The benchmark run was killed by the sandbox ({reason}).")
+        return parse_report(result.stdout, BenchRun, "benchmark")

@@ -1,0 +1,89 @@
+"""Real git repositories in temp dirs for tests."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+from pathlib import Path
+
+GIT_ENV_ARGS = ["-c", "user.name=t", "-c", "user.email=t@example.com",
+                "-c", "init.defaultBranch=main", "-c", "core.hooksPath=/dev/null"]
+
+
+def git(repo: Path, *args: str, input_text: str | None = None) -> str:
+    out = subprocess.run(["git", *GIT_ENV_ARGS, *args], cwd=repo, check=True,
+                         capture_output=True, text=True, input=input_text)
+    return out.stdout
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+def tar_of(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def unified_diff(repo: Path, changes: dict[str, str | None]) -> str:
+    """Write `changes` into the repo's working tree, take `git diff`, then restore the tree."""
+    for path, text in changes.items():
+        target = repo / path
+        if text is None:
+            target.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+    git(repo, "add", "-A")
+    diff = git(repo, "diff", "--cached")
+    git(repo, "reset", "-q", "--hard")
+    git(repo, "clean", "-qfd")
+    return diff
+
+
+LIB = '''def total(xs):
+    result = 0
+    for x in xs:
+        result = result + x
+    return result
+'''
+
+TESTS = '''import pytest
+from lib import total
+
+
+def test_total():
+    assert total([1, 2, 3]) == 6
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_range(n):
+    assert total(range(n)) == n * (n - 1) // 2
+
+
+@pytest.mark.skip(reason="never runs")
+def test_skipped():
+    pass
+
+
+class TestGroup:
+    def test_empty(self):
+        assert total([]) == 0
+'''
+
+SMALL_REPO = {"lib.py": LIB, "tests/test_lib.py": TESTS}

@@ -1,0 +1,74 @@
+import pytest
+
+from selfcode.config import load_settings, state_dir
+from selfcode.errors import ConfigError
+
+
+def write(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_defaults():
+    s = load_settings(None, environ={})
+    assert s.sandbox.backend == "docker"
+    assert s.gate.alpha == 0.01 and s.gate.min_improvement == 0.03
+    assert "**/conftest.py" in s.gate.protected
+
+
+def test_precedence_file_env_cli(tmp_path):
+    write(tmp_path, "pyproject.toml", """
+[tool.selfcode]
+model = "from-file"
+benchmarks = { sort = "python bench/sort.py" }
+[tool.selfcode.sandbox]
+timeout = 11
+backend = "local"
+""")
+    s = load_settings(tmp_path, environ={})
+    assert (s.llm.model, s.sandbox.timeout, s.sandbox.backend) == ("from-file", 11, "local")
+    assert s.gate.benchmarks == {"sort": "python bench/sort.py"}
+    s = load_settings(tmp_path, environ={"SELFCODE_MODEL": "from-env", "SELFCODE_TIMEOUT": "22"})
+    assert (s.llm.model, s.sandbox.timeout) == ("from-env", 22)
+    s = load_settings(tmp_path, {"llm": {"model": "from-cli"}},
+                      environ={"SELFCODE_MODEL": "from-env"})
+    assert s.llm.model == "from-cli"
+    assert s.sandbox.timeout == 11  # lower layers show through where the upper one is silent
+
+
+def test_selfcode_toml_wins_over_pyproject(tmp_path):
+    write(tmp_path, "pyproject.toml", '[tool.selfcode]\nmodel = "pyproject"\n')
+    write(tmp_path, "selfcode.toml", 'model = "selfcode-toml"\n')
+    assert load_settings(tmp_path, environ={}).llm.model == "selfcode-toml"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[tool.selfcode]\nmodle = 'x'\n", "Unknown configuration key 'modle'"),
+        ("[tool.selfcode.sandbox]\ntimeout = 'soon'\n", "'sandbox.timeout'"),
+        ("[tool.selfcode.sandbox]\nbackend = 'vm'\n", "'sandbox.backend'"),
+        ("[tool.selfcode]\nprotected = []\n", "'gate.protected'"),
+        ("[tool.selfcode\n", "Cannot read the configuration"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, message):
+    write(tmp_path, "pyproject.toml", text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as info:
+        load_settings(tmp_path, environ={})
+    assert "pyproject.toml" in str(info.value) or "Cannot read" in str(info.value)
+
+
+def test_bad_env_value_names_the_layer(tmp_path):
+    with pytest.raises(ConfigError, match="SELFCODE_\\* environment"):
+        load_settings(tmp_path, environ={"SELFCODE_PAIRS": "many"})
+
+
+def test_state_dir_and_selfcode_home(tmp_path):
+    assert state_dir(tmp_path / ".git", environ={}) == tmp_path / ".git" / "selfcode"
+    moved = tmp_path / "elsewhere"
+    one = state_dir(tmp_path / "one" / ".git", environ={"SELFCODE_HOME": str(moved)})
+    two = state_dir(tmp_path / "two" / ".git", environ={"SELFCODE_HOME": str(moved)})
+    assert one.parent == two.parent == moved
+    assert one != two and one.name.startswith("one-")
+    assert one.is_dir()

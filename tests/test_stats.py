@@ -1,0 +1,58 @@
+import math
+
+import pytest
+
+from selfcode.stats import compare, log_ratios, wilcoxon_p
+
+BASE = [1.00, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97, 1.00, 1.02, 0.98]
+
+
+@pytest.mark.parametrize(
+    "diffs, alternative, expected",
+    [
+        # All ten pairs favour the candidate: the exact one-sided p-value is 1 / 2**10.
+        ([-0.1] * 10, "less", 1 / 1024),
+        ([-0.1] * 10, "greater", 1.0),
+        # Ranks 1..5, all positive: exact p = 1 / 2**5 for "greater".
+        ([0.1, 0.2, 0.3, 0.4, 0.5], "greater", 1 / 32),
+        # No difference at all is no evidence either way.
+        ([0.0] * 8, "less", 1.0),
+        ([], "less", 1.0),
+    ],
+)
+def test_wilcoxon_known_values(diffs, alternative, expected):
+    assert wilcoxon_p(diffs, alternative) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "factor, min_improvement, verdict",
+    [
+        (0.50, 0.03, "faster"),
+        (0.96, 0.03, "faster"),
+        (0.98, 0.03, "same"),  # significant but smaller than the 3 % the gate asks for
+        (1.00, 0.03, "same"),
+        (1.30, 0.03, "slower"),
+    ],
+)
+def test_compare_decides_by_significance_and_size(factor, min_improvement, verdict):
+    candidate = [b * factor for b in BASE]
+    assert compare(BASE, candidate, alpha=0.01, min_improvement=min_improvement).verdict == verdict
+
+
+def test_compare_reports_the_median_ratio():
+    result = compare(BASE, [b * 0.8 for b in BASE], alpha=0.01, min_improvement=0.03)
+    assert result.ratio == pytest.approx(0.8)
+    assert result.p_faster == pytest.approx(1 / 1024)
+
+
+def test_noise_alone_is_not_faster():
+    candidate = [1.01, 0.99, 1.00, 1.02, 0.98, 1.00, 1.01, 0.99, 1.00, 1.01]
+    assert compare(BASE, candidate, alpha=0.01, min_improvement=0.03).verdict == "same"
+
+
+def test_log_ratios_rejects_bad_samples():
+    assert log_ratios([2.0], [1.0]) == [pytest.approx(math.log(0.5))]
+    with pytest.raises(ValueError):
+        log_ratios([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError):
+        log_ratios([0.0], [1.0])
