@@ -13,7 +13,7 @@ from typing import Protocol
 
 from selfcode.config import Settings
 from selfcode.context import Attempt, editable_sources, repo_map
-from selfcode.edits import apply_edits, parse_reply, render_diff, touched_paths
+from selfcode.edits import apply_edits, parse_reply, read_tree, render_diff, touched_paths
 from selfcode.errors import EditError
 from selfcode.evaluate import Judge
 from selfcode.gate import Verdict, protected_violations
@@ -158,7 +158,8 @@ class Agent:
                 parsed = parse_reply(reply.text)
                 rationale = parsed.rationale
                 paths = touched_paths(parsed.edits)
-                old = self.worktree.read_files(paths)
+                # Read from disk with the policy: a symlinked path is refused, not followed.
+                old = read_tree(self.worktree.path, paths)
                 new = apply_edits(old, parsed.edits)
                 diff = render_diff(old, new)
                 if not diff.strip():
