@@ -6,6 +6,8 @@ as untrusted input.
 
     python harness.py tests --tree DIR [--timeout S] [-- PYTEST ARGS...]
     python harness.py bench --a DIR --b DIR --spec JSON [--pairs N] [--seed N] [--timeout S]
+                            [--metric cpu_time|instructions]
+    python harness.py probe
 
 Beside it, `selfcode_pytest_plugin.py` records the ids pytest collected, so the host can check
 the JUnit report against them.
@@ -20,6 +22,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,17 +166,40 @@ def cmd_tests(args: argparse.Namespace) -> dict[str, Any]:
 # --- benchmarks --------------------------------------------------------------------------------
 
 
+VALGRIND_ARGS = ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
 class _Bench:
     """One benchmark's samples on both trees; each run is a fresh process."""
 
-    def __init__(self, argv: list[str], trees: dict[str, str], timeout: float) -> None:
-        self.argv, self.trees, self.timeout = argv, trees, timeout
+    def __init__(self, argv: list[str], trees: dict[str, str], timeout: float,
+                 metric: str) -> None:
+        self.argv, self.trees, self.timeout, self.metric = argv, trees, timeout, metric
         self.samples: dict[str, list[float]] = {"a": [], "b": []}
         self.outputs: dict[str, dict[str, Any]] = {}
 
+    def _measure(self, side: str) -> tuple[dict[str, Any], float | None]:
+        env = base_env(self.trees[side])
+        if self.metric != "instructions":
+            res = run(self.argv, self.trees[side], self.timeout, env)
+            return res, res["cpu"]
+        # Instruction counts are deterministic for the same binary, input and environment;
+        # the count goes to a log file so the benchmark's own stderr stays its own.
+        fd, log = tempfile.mkstemp(prefix="selfcode-vg-")
+        os.close(fd)
+        try:
+            argv = ["valgrind", *VALGRIND_ARGS, f"--log-file={log}", *self.argv]
+            res = run(argv, self.trees[side], self.timeout, env)
+            with open(log, encoding="utf-8", errors="replace") as fh:
+                found = _IREFS.search(fh.read())
+        finally:
+            os.unlink(log)
+        return res, float(found.group(1).replace(",", "")) if found else None
+
     def once(self, side: str, record: bool) -> str | None:
         """Run one side; return why the run cannot count, or None."""
-        res = run(self.argv, self.trees[side], self.timeout, base_env(self.trees[side]))
+        res, value = self._measure(side)
         digest = hashlib.sha256(res["stdout"]).hexdigest()
         first = self.outputs.setdefault(side, {
             "sha256": digest,
@@ -185,8 +211,10 @@ class _Bench:
             return f"{side}: exit code {res['exit_code']}: {res['stderr_tail'][-500:]}"
         if digest != first["sha256"]:
             return f"{side}: output differs between runs of the same tree"
+        if value is None:
+            return f"{side}: no {self.metric} measurement"
         if record:
-            self.samples[side].append(res["cpu"])
+            self.samples[side].append(value)
         return None
 
 
@@ -196,10 +224,12 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     trees = {"a": os.path.abspath(args.a), "b": os.path.abspath(args.b)}
     results = []
     for name, argv in spec.items():
-        bench = _Bench(argv, trees, args.timeout)
-        # One warm-up run each (discarded), then pairs whose order is drawn at random, so
-        # neither side always runs first into a warm or cold cache.
-        failure = bench.once("a", False) or bench.once("b", False)
+        bench = _Bench(argv, trees, args.timeout, args.metric)
+        # Time: one discarded warm-up run each, then pairs in random order, so neither side
+        # always runs first into a warm or cold cache. Instructions need no warm-up.
+        failure = None
+        if args.metric != "instructions":
+            failure = bench.once("a", False) or bench.once("b", False)
         for _ in range(args.pairs):
             if failure:
                 break
@@ -207,13 +237,22 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
             failure = bench.once(order[0], True) or bench.once(order[1], True)
         results.append({
             "name": name,
-            "metric": "cpu_time",
+            "metric": args.metric,
             "a": bench.samples["a"],
             "b": bench.samples["b"],
             "output": bench.outputs,
             "failure": failure,
         })
     return {"kind": "bench", "benchmarks": results}
+
+
+def cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
+    """What this sandbox can measure."""
+    return {
+        "kind": "probe",
+        "python": sys.version.split()[0],
+        "valgrind": shutil.which("valgrind") is not None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--pairs", type=int, default=10)
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--timeout", type=float, default=300)
+    bench.add_argument("--metric", choices=("cpu_time", "instructions"), default="cpu_time")
+    sub.add_parser("probe")
     args = parser.parse_args(argv)
-    doc = cmd_tests(args) if args.cmd == "tests" else cmd_bench(args)
+    commands = {"tests": cmd_tests, "bench": cmd_bench, "probe": cmd_probe}
+    doc = commands[args.cmd](args)
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()
     return 0

@@ -1,7 +1,15 @@
 import pytest
 
 from selfcode.config import GateConfig
-from selfcode.gate import judge_benchmarks, judge_tests, objective_reason, protected_violations
+from selfcode.gate import (
+    context_probes,
+    fix_reason,
+    flaky_tests,
+    judge_instructions,
+    judge_tests,
+    judge_time,
+    protected_violations,
+)
 from selfcode.sandbox.results import BenchOutput, BenchRun, BenchSamples, TestsRun
 
 IDS = ["t.py::a", "t.py::b", "t.py::c"]
@@ -46,9 +54,23 @@ def test_same_outcomes_pass_and_fixed_tests_are_counted():
     assert reasons == []
     assert verdict.fixed == ["t.py::c"]
     assert (verdict.baseline.passed, verdict.baseline.failed) == (2, 1)
-    assert objective_reason("fix", verdict, [], 0.01, 0.03) is None
+    assert fix_reason(verdict) is None
     unchanged, _ = judge_tests(BASE, BASE)
-    assert objective_reason("fix", unchanged, [], 0.01, 0.03) == "no failing test was made to pass"
+    assert fix_reason(unchanged) == "no failing test was made to pass"
+
+
+def test_quarantined_tests_are_left_out_and_listed():
+    cand = run({"t.py::a": "passed", "t.py::b": "failed", "t.py::c": "failed"})
+    verdict, reasons = judge_tests(BASE, cand, quarantined=["t.py::b"])
+    assert reasons == [] and verdict.quarantined == ["t.py::b"]
+
+
+def test_flaky_tests_are_those_whose_outcome_varies():
+    runs = [run({"t.py::a": "passed", "t.py::b": "passed"}),
+            run({"t.py::a": "passed", "t.py::b": "failed"}),
+            run({"t.py::a": "passed"})]
+    assert flaky_tests(runs) == ["t.py::b"]
+    assert flaky_tests([BASE, BASE, BASE]) == []
 
 
 @pytest.mark.parametrize(
@@ -82,29 +104,69 @@ def test_protected_list_cannot_be_emptied():
         GateConfig(protected=[])
 
 
-def bench(a, b, out_a="1\n", out_b="1\n", failure=None):
-    return BenchRun(benchmarks=[BenchSamples(
-        name="x", metric="cpu_time", a=a, b=b, failure=failure,
-        output={"a": BenchOutput(sha256=out_a), "b": BenchOutput(sha256=out_b)})])
+def bench(a, b, out_a="1\n", out_b="1\n", failure=None, metric="cpu_time", name="x"):
+    return BenchSamples(
+        name=name, metric=metric, a=a, b=b, failure=failure,
+        output={"a": BenchOutput(sha256=out_a), "b": BenchOutput(sha256=out_b)})
 
 
 A = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97, 1.0, 1.02, 0.98]
 
 
 @pytest.mark.parametrize(
-    "samples, verdict, reason",
+    "samples, stage, verdict, reason",
     [
-        (bench(A, [x * 0.5 for x in A]), "faster", None),
-        (bench(A, [x * 1.3 for x in A]), "slower", "benchmark x is slower"),
-        (bench(A, A), "same", None),
-        (bench(A, [x * 0.5 for x in A], out_b="2\n"), "output differs", "different result"),
-        (bench([], [], failure="b: exit code 1"), "failed", "benchmark x failed: b: exit code 1"),
+        (bench(A, [x * 0.5 for x in A]), "confirm", "faster", None),
+        (bench(A, [x * 0.96 for x in A]), "screen", "faster", None),  # half of delta screens
+        (bench(A, [x * 0.96 for x in A]), "confirm", "same", None),  # but is not a 5 % gain
+        (bench(A, [x * 1.3 for x in A]), "screen", "slower", "benchmark x is slower"),
+        (bench(A, A), "confirm", "same", None),
+        (bench(A, [x * 0.5 for x in A], out_b="2\n"), "confirm", "output differs",
+         "different result"),
+        (bench([], [], failure="b: exit code 1"), "screen", "failed",
+         "benchmark x failed: b: exit code 1"),
     ],
 )
-def test_benchmark_verdicts(samples, verdict, reason):
-    verdicts, reasons = judge_benchmarks(samples, alpha=0.01, min_improvement=0.03)
-    assert verdicts[0].verdict == verdict
-    if reason:
-        assert any(reason in r for r in reasons), reasons
-    else:
-        assert reasons == []
+def test_time_verdicts(samples, stage, verdict, reason):
+    result, why = judge_time(samples, delta=0.05, alpha=0.01, stage=stage)
+    assert result.verdict == verdict
+    assert (why is None) if reason is None else (reason in why)
+
+
+def test_instruction_verdicts():
+    verdicts, reasons, decision = judge_instructions([
+        bench([1000.0], [900.0], metric="instructions", name="fast"),
+        bench([1000.0], [1000.0], metric="instructions", name="flat"),
+    ])
+    assert [v.verdict for v in verdicts] == ["faster", "same"]
+    assert decision.improved and reasons == []
+    verdicts, reasons, decision = judge_instructions([
+        bench([1000.0], [500.0], metric="instructions", name="fast"),
+        bench([1000.0], [1020.0], metric="instructions", name="worse"),
+    ])
+    assert not decision.improved
+    assert reasons == ["benchmark worse runs 1.020x the baseline's instructions"]
+
+
+def diff_adding(line: str, path: str = "src/pkg/core.py") -> str:
+    return f"--- a/{path}\n+++ b/{path}\n@@ -1,1 +1,2 @@\n x = 1\n+{line}\n"
+
+
+@pytest.mark.parametrize(
+    "line, found",
+    [
+        ("if 'bench_sort.py' in sys.argv[0]: return CACHED", ["sys.argv", "the benchmark's name"]),
+        ("if 'pytest' not in sys.modules: return 42", ["sys.modules", "pytest"]),
+        ("caller = inspect.stack()[1]", ["the call stack"]),
+        ("FAST = os.environ.get('SELFCODE_BENCH')", ["the environment"]),
+        ("return sorted(xs)  # faster than our own sort", []),
+        ("# sys.argv mentioned only in a comment", []),
+    ],
+)
+def test_context_probes(line, found):
+    assert context_probes(diff_adding(line)) == found
+
+
+def test_context_probes_ignore_removed_lines_and_non_python():
+    assert context_probes("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-sys.argv\n+pass\n") == []
+    assert context_probes(diff_adding("uses sys.argv", path="docs/notes.md")) == []

@@ -56,3 +56,40 @@ def test_log_ratios_rejects_bad_samples():
         log_ratios([1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
         log_ratios([0.0], [1.0])
+
+
+def test_instruction_decision():
+    from selfcode.stats import instruction_decision
+
+    assert instruction_decision({"a": 0.98, "b": 1.0}).improved
+    assert not instruction_decision({"a": 0.995}).improved  # under 1 % is not a gain
+    worse = instruction_decision({"a": 0.5, "b": 1.02})
+    assert not worse.improved and worse.worse == ["b"]
+    assert instruction_decision({"a": 0.25, "b": 1.0}).geomean_ratio == pytest.approx(0.5)
+
+
+def test_aa_noise_and_delta():
+    from selfcode.stats import aa_noise, implied_delta
+
+    flat = aa_noise([1.0] * 5, [1.0] * 5)
+    assert flat.cv == 0 and flat.p95_ratio == 1 and implied_delta(flat, 0.03) == 0.03
+    noisy = aa_noise([1.0, 1.0, 1.0, 1.0], [1.1, 0.9, 1.1, 0.9])
+    assert noisy.cv == pytest.approx(0.1155, abs=1e-3)
+    assert implied_delta(noisy, 0.03) == pytest.approx(2 * noisy.cv)
+    assert noisy.p95_ratio == pytest.approx(1 / 0.9)
+
+
+@pytest.mark.parametrize(
+    "rule, a, b, expected",
+    [
+        ("single_run_rule", [1.0, 1.0], [0.9, 1.2], True),
+        ("min_of_runs_rule", [1.0, 0.8], [0.9, 0.85], False),
+        ("min_of_runs_rule", [1.0, 1.0], [0.9, 1.2], True),
+        ("median_rule", [1.0, 1.0, 1.0], [0.9, 0.9, 1.2], True),
+        ("median_rule", [1.0, 1.0, 1.0], [0.97, 0.97, 0.9], False),
+    ],
+)
+def test_other_tools_rules(rule, a, b, expected):
+    import selfcode.stats as s
+
+    assert getattr(s, rule)(a, b) is expected

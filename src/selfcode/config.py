@@ -51,11 +51,29 @@ class SandboxConfig(_Section):
     home_size: str = "64m"
 
 
+Metric = Literal["cpu_time", "instructions"]
+
+
 class GateConfig(_Section):
-    goal: Literal["auto", "speed", "fix"] = "auto"
-    pairs: int = 10
-    alpha: float = 0.01
-    min_improvement: float = 0.03
+    goal: Literal["auto", "speed", "fix", "metric"] = "auto"
+    # How benchmarks are measured: instruction counts (valgrind, deterministic) where a benchmark
+    # runs under `instruction_native_limit` seconds natively, CPU time otherwise.
+    metric: Literal["auto", "cpu_time", "instructions"] = "auto"
+    metrics: dict[str, Metric] = Field(default_factory=dict)
+    instruction_native_limit: float = 2.0
+    screen_pairs: int = Field(default=10, ge=5)
+    confirm_pairs: int = Field(default=20, ge=6)
+    calibration_pairs: int = Field(default=6, ge=3)
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    min_improvement: float = Field(default=0.03, ge=0, lt=1)
+    max_time_noise: float = 0.10
+    flaky_runs: int = Field(default=3, ge=1)
+    sentinel_every: int = Field(default=20, ge=0)
+    # Reject patches whose new code asks how it is being run (argv, the call stack, pytest in
+    # sys.modules...): the classic way to take a shortcut only under the benchmark.
+    refuse_context_probes: bool = True
+    metric_command: str | None = None
+    metric_direction: Literal["max", "min"] = "max"
     test_command: list[str] = Field(default_factory=lambda: ["-m", "pytest"])
     benchmarks: dict[str, str] = Field(default_factory=dict)
     protected: list[str] = Field(
@@ -125,7 +143,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "SELFCODE_TIMEOUT": ("sandbox", "timeout"),
     "SELFCODE_BASE_IMAGE": ("sandbox", "base_image"),
     "SELFCODE_IMAGE": ("sandbox", "image"),
-    "SELFCODE_PAIRS": ("gate", "pairs"),
+    "SELFCODE_PAIRS": ("gate", "screen_pairs"),
     "SELFCODE_ITERATIONS": ("agent", "iterations"),
     "SELFCODE_BUDGET_USD": ("agent", "budget_usd"),
 }

@@ -60,3 +60,67 @@ def compare(
     elif p_slower < alpha and ratio >= 1 + min_improvement:
         verdict = "slower"
     return Comparison(ratio=ratio, p_faster=p_faster, p_slower=p_slower, verdict=verdict)
+
+
+def screen(baseline: Sequence[float], candidate: Sequence[float], delta: float,
+           alpha: float = 0.05) -> Comparison:
+    """The cheap first stage: only a candidate that looks faster earns the confirmation run."""
+    return compare(baseline, candidate, alpha, delta / 2)
+
+
+def geomean(values: Sequence[float]) -> float:
+    return float(math.exp(statistics.fmean(math.log(v) for v in values)))
+
+
+@dataclass(frozen=True)
+class InstructionDecision:
+    geomean_ratio: float
+    improved: bool
+    worse: list[str]
+
+
+def instruction_decision(ratios: dict[str, float], max_geomean: float = 0.99,
+                         max_single: float = 1.01) -> InstructionDecision:
+    """Counts are deterministic, so no test is needed: a 1 % gain overall, no 1 % loss anywhere."""
+    worse = sorted(name for name, r in ratios.items() if r > max_single)
+    gm = geomean(list(ratios.values())) if ratios else 1.0
+    return InstructionDecision(geomean_ratio=gm, improved=gm <= max_geomean and not worse,
+                               worse=worse)
+
+
+@dataclass(frozen=True)
+class Noise:
+    cv: float
+    """Standard deviation of the per-pair log ratios: the spread of one A/A comparison."""
+    p95_ratio: float
+    """95th percentile of max(r, 1/r) over the pairs: how far one pair can stray."""
+    pairs: int
+
+
+def aa_noise(baseline: Sequence[float], candidate: Sequence[float]) -> Noise:
+    diffs = log_ratios(baseline, candidate)
+    cv = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    spread = sorted(abs(d) for d in diffs)
+    p95 = spread[min(len(spread) - 1, math.ceil(0.95 * len(spread)) - 1)] if spread else 0.0
+    return Noise(cv=cv, p95_ratio=math.exp(p95), pairs=len(diffs))
+
+
+def implied_delta(noise: Noise, min_improvement: float) -> float:
+    """The smallest gain the gate will claim: never below what noise alone produces."""
+    return max(min_improvement, 2 * noise.cv)
+
+
+# Rules other tools use to call a change faster, for side-by-side comparison in benchmarks/.
+def single_run_rule(baseline: Sequence[float], candidate: Sequence[float],
+                    threshold: float = 0.05) -> bool:
+    return candidate[0] < baseline[0] * (1 - threshold)
+
+
+def min_of_runs_rule(baseline: Sequence[float], candidate: Sequence[float],
+                     threshold: float = 0.05) -> bool:
+    return min(candidate) < min(baseline) * (1 - threshold)
+
+
+def median_rule(baseline: Sequence[float], candidate: Sequence[float],
+                threshold: float = 0.05) -> bool:
+    return statistics.median(candidate) < statistics.median(baseline) * (1 - threshold)

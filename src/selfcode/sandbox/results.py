@@ -54,6 +54,11 @@ class BenchSamples(_Strict):
     failure: str | None = None
 
 
+class Probe(_Strict):
+    python: str
+    valgrind: bool
+
+
 class BenchRun(_Strict):
     benchmarks: list[BenchSamples]
 

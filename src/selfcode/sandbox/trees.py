@@ -14,7 +14,7 @@ from itertools import count
 
 from selfcode.errors import SandboxError
 from selfcode.sandbox.base import ExecResult, Sandbox
-from selfcode.sandbox.results import BenchRun, TestsRun, parse_report
+from selfcode.sandbox.results import BenchRun, Probe, TestsRun, parse_report
 
 _HARNESS_GRACE = 30.0
 
@@ -47,7 +47,7 @@ class Trees:
             raise SandboxError(f"Could not load the repository into the sandbox: {detail}")
 
     def apply(self, diff: str) -> ApplyResult:
-        """Reset the candidate to the baseline, then apply `diff` to it; never touches the baseline."""
+        """Reset the candidate to the baseline and apply `diff` to it; the baseline stays."""
         staged = self.sandbox.stage(f"candidate-{next(self._names)}.diff", diff.encode("utf-8"))
         a, b, q = shlex.quote(self.a), shlex.quote(self.b), shlex.quote(staged)
         result = self._sh(
@@ -55,6 +55,13 @@ class Trees:
         )
         message = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
         return ApplyResult(result.ok, message[-1000:], result.duration)
+
+    def reset_candidate(self) -> None:
+        """Make the candidate an exact copy of the baseline (for A/A checks)."""
+        b, a = shlex.quote(self.b), shlex.quote(self.a)
+        result = self._sh(f"rm -rf {b} && cp -a {a} {b}")
+        if not result.ok:
+            raise SandboxError("Could not reset the candidate tree in the sandbox.")
 
     def run_tests(self, side: str, pytest_args: list[str] | None = None) -> TestsRun:
         tree = self.a if side == "a" else self.b
@@ -68,13 +75,21 @@ class Trees:
             return TestsRun(exit_code=-9, timed_out=True, duration=result.duration)
         return parse_report(result.stdout, TestsRun, "tests")
 
-    def run_benchmarks(self, spec: dict[str, list[str]], pairs: int, seed: int) -> BenchRun:
-        argv = [self.sandbox.python, self.sandbox.harness, "bench", "--a", self.a, "--b", self.b,
-                "--spec", json.dumps(spec), "--pairs", str(pairs), "--seed", str(seed),
-                "--timeout", str(self.timeout)]
+    def run_benchmarks(self, spec: dict[str, list[str]], pairs: int, seed: int,
+                       metric: str = "cpu_time", aa: bool = False) -> BenchRun:
+        """Measure baseline against candidate, or against itself when `aa` (noise calibration)."""
+        argv = [self.sandbox.python, self.sandbox.harness, "bench", "--a", self.a,
+                "--b", self.a if aa else self.b, "--spec", json.dumps(spec),
+                "--pairs", str(pairs), "--seed", str(seed), "--timeout", str(self.timeout),
+                "--metric", metric]
         budget = (2 * pairs + 2) * len(spec) * self.timeout + _HARNESS_GRACE
         result = self.sandbox.exec(argv, timeout=budget)
         if result.timed_out or result.killed_reason:
             reason = result.killed_reason or "timeout"
             raise SandboxError(f"The benchmark run was killed by the sandbox ({reason}).")
         return parse_report(result.stdout, BenchRun, "benchmark")
+
+    def probe(self) -> Probe:
+        result = self.sandbox.exec([self.sandbox.python, self.sandbox.harness, "probe"],
+                                   timeout=60)
+        return parse_report(result.stdout, Probe, "probe")
