@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from repos import git
 from selfcode.cli import app
 from selfcode.workflows import prepare_demo_repo
+
+from repos import git
 
 runner = CliRunner()
 

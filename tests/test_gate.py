@@ -10,7 +10,7 @@ from selfcode.gate import (
     judge_time,
     protected_violations,
 )
-from selfcode.sandbox.results import BenchOutput, BenchRun, BenchSamples, TestsRun
+from selfcode.sandbox.results import BenchOutput, BenchSamples, TestsRun
 
 IDS = ["t.py::a", "t.py::b", "t.py::c"]
 

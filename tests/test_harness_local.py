@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from repos import LIB, SMALL_REPO, TESTS, tar_of
 from selfcode.resources import harness_dir
 from selfcode.sandbox.local import LocalSandbox
 from selfcode.sandbox.trees import Trees
+
+from repos import LIB, SMALL_REPO, TESTS, tar_of
 
 
 @pytest.fixture

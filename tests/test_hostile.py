@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from repos import git, make_repo, unified_diff
 from selfcode.config import GateConfig
 from selfcode.evaluate import Judge, discover_benchmarks
 from selfcode.gitstore import GitStore
@@ -20,6 +19,8 @@ from selfcode.resources import harness_dir
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.local import LocalSandbox
 from selfcode.sandbox.trees import Trees
+
+from repos import git, make_repo, unified_diff
 
 pytest_plugins = ["docker_util"]
 
@@ -99,6 +100,12 @@ CASES: list[tuple[str, dict[str, str | None], str]] = [
         "def total", "import time\ntime.process_time = lambda: 0.0\n"
                      "time.perf_counter = lambda: 0.0\n\n\ndef total"),
      "did not fall by 1 %"),
+    ("slows the baseline down by editing it", core_with(
+        "def total", "import glob\nfor _p in glob.glob('/in/*/src/calc/__init__.py'):\n"
+                     "    try:\n        with open(_p, 'a') as _f:\n"
+                     "            _f.write('\\nfor _ in range(10**7):\\n    pass\\n')\n"
+                     "    except OSError:\n        pass\n\n\ndef total"),
+     "instructions"),  # had it worked, the candidate would look far faster
     ("breaks a test", core_with("    return total(xs) / len(xs)", "    return total(xs) // 2"),
      "newly failing: tests/test_calc.py::test_mean"),
     ("is a behaviour-preserving no-op", core_with(LOOP, LOOP.replace("result", "acc")),
@@ -140,8 +147,9 @@ def judge(request: pytest.FixtureRequest, fixture_repo: Path) -> Iterator[Judge]
         with LocalSandbox(harness_dir()) as box:
             yield _judge(box, fixture_repo)
         return
-    from docker_util import TEST_CONFIG, HARNESS_DIR
     from selfcode.sandbox.docker import DockerSandbox
+
+    from docker_util import HARNESS_DIR, TEST_CONFIG
 
     image = request.getfixturevalue("sandbox_image")
     client = request.getfixturevalue("docker_client")

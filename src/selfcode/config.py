@@ -113,7 +113,8 @@ class GateConfig(_Section):
     def _never_empty(cls, value: list[str]) -> list[str]:
         # An empty list would let a candidate rewrite the tests that judge it.
         if not value:
-            raise ValueError("must list at least one pattern; an empty list would let candidates edit their own tests")
+            raise ValueError("must list at least one pattern; an empty list would let "
+                             "candidates edit their own tests")
         return value
 
 

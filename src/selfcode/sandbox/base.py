@@ -44,9 +44,15 @@ class Sandbox(Protocol):
     """Python inside the sandbox that has pytest and the target's dependencies."""
     harness: str
     """In-sandbox path of selfcode's own `harness.py`, read-only to the candidate."""
+    inbox: str
+    """Directory where staged files and trees appear inside the sandbox, read-only."""
 
     def stage(self, name: str, data: bytes) -> str:
         """Make `data` readable (never writable) inside the sandbox; return its in-sandbox path."""
+        ...
+
+    def stage_tree(self, name: str, tar: bytes) -> str:
+        """Unpack `tar` as a read-only tree `{inbox}/{name}`, replacing any earlier one."""
         ...
 
     def exec(

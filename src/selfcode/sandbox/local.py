@@ -6,6 +6,7 @@ Docker engine, is chosen only explicitly (or by `demo`), and says so loudly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from selfcode.sandbox.base import ENV_ALLOWLIST, ExecResult
+from selfcode.sandbox.staging import unpack_tree
 
 MAX_OUTPUT = 8 * 1024 * 1024
 WARNING = (
@@ -38,6 +40,7 @@ class LocalSandbox:
         self.root = str(self._dir / "w")
         self.python = python or sys.executable
         self.harness = str(harness_dir / "harness.py")
+        self.inbox = str(self._dir / "in")
         self._closed = False
 
     def stage(self, name: str, data: bytes) -> str:
@@ -45,6 +48,11 @@ class LocalSandbox:
         path.write_bytes(data)
         path.chmod(0o444)
         return str(path)
+
+    def stage_tree(self, name: str, tar: bytes) -> str:
+        target = self._dir / "in" / name
+        unpack_tree(tar, target)
+        return str(target)
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
         env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
@@ -120,7 +128,5 @@ class LocalSandbox:
 
 def _kill_group(pid: int) -> None:
     """The whole process group goes, so a candidate's background children die with it."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

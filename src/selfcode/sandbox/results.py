@@ -72,4 +72,5 @@ def parse_report(raw: bytes, model: type[T], what: str) -> T:
     try:
         return model.model_validate_json(lines[-1])
     except ValidationError as exc:
-        raise SandboxError(f"The harness's {what} report is malformed: {exc.errors()[0]['msg']}.") from exc
+        problem = exc.errors()[0]["msg"]
+        raise SandboxError(f"The harness's {what} report is malformed: {problem}.") from exc

@@ -1,8 +1,9 @@
 """Baseline and candidate trees inside any sandbox, and the frozen harness run over them.
 
-The baseline lives at `{root}/a` and the candidate at `{root}/b`: paths of equal length, so
-nothing that depends on path length tells them apart. Each candidate starts as a fresh copy
-of the baseline and gets its patch applied inside the sandbox.
+The baseline is unpacked read-only in the sandbox's inbox, so candidate code (which runs as
+the same user as the harness) cannot slow it down by editing it; the candidate is a writable
+copy in `{root}`. Their paths have equal length, so nothing that depends on path length tells
+them apart. Each candidate starts as a fresh copy of the baseline, patched inside the sandbox.
 """
 
 from __future__ import annotations
@@ -30,21 +31,23 @@ class Trees:
     def __init__(self, sandbox: Sandbox, timeout: float) -> None:
         self.sandbox = sandbox
         self.timeout = timeout
-        self.a = f"{sandbox.root}/a"
-        self.b = f"{sandbox.root}/b"
+        inbox, root = len(sandbox.inbox) + 1, len(sandbox.root) + 1
+        self._a_name = "a" * max(1, root + 1 - inbox)
+        self.a = f"{sandbox.inbox}/{self._a_name}"
+        self.b = f"{sandbox.root}/{'b' * max(1, inbox + 1 - root)}"
+        assert len(self.a) == len(self.b)
         self._names = count(1)
 
     def _sh(self, script: str, timeout: float | None = None) -> ExecResult:
         return self.sandbox.exec(["sh", "-c", script], timeout=timeout or self.timeout)
 
     def load_baseline(self, tar: bytes) -> None:
-        """Replace the baseline with the files of `tar` (a `git archive` of a commit)."""
-        staged = self.sandbox.stage(f"baseline-{next(self._names)}.tar", tar)
-        a, b, q = shlex.quote(self.a), shlex.quote(self.b), shlex.quote(staged)
-        result = self._sh(f"rm -rf {a} {b} && mkdir -p {a} && tar -xf {q} -C {a}")
+        """Replace the baseline with the files of `tar` (the tracked files of a commit)."""
+        self.sandbox.stage_tree(self._a_name, tar)
+        result = self._sh(f"rm -rf {shlex.quote(self.b)}")
         if not result.ok:
             detail = result.stderr.decode("utf-8", "replace").strip()[-300:]
-            raise SandboxError(f"Could not load the repository into the sandbox: {detail}")
+            raise SandboxError(f"Could not reset the candidate tree in the sandbox: {detail}")
 
     def apply(self, diff: str) -> ApplyResult:
         """Reset the candidate to the baseline and apply `diff` to it; the baseline stays."""

@@ -1,0 +1,602 @@
+"""The docker sandbox's image: the target's dependencies resolved on the host, built offline.
+
+    tag = ensure_image(settings.sandbox, state_dir, repo, progress=print)
+
+1. The base image is asked once (per image id, cached in the state dir) which Python it has and
+   which wheel platforms it accepts.
+2. The target's dependencies (`[project] dependencies`, the `test`/`tests`/`testing` extras and
+   dependency groups of `pyproject.toml`, and `requirements*.txt`), plus pytest, are downloaded
+   on the HOST with `pip download --only-binary=:all:` for that Python and platform, into
+   `<state dir>/wheelhouse/<key>/`.
+3. The top-level `Dockerfile` is built with a context of just itself and that wheelhouse, so pip
+   inside the build never touches an index (`--no-index`).
+
+The image is tagged `selfcode-sandbox:<hash>`, hash = sha256 of the Dockerfile, the base image's
+name and id, and the target's dependency declarations; it is rebuilt only when that tag is
+missing. Every failure is a `SandboxError` whose message says how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from selfcode import resources
+from selfcode.config import SandboxConfig
+from selfcode.errors import SandboxError
+
+IMAGE_REPOSITORY = "selfcode-sandbox"
+# Bump when the way the image is assembled changes in a way the Dockerfile's bytes do not show.
+_RECIPE_VERSION = "1"
+# Always in the image: the harness runs pytest.
+_ALWAYS = ("pytest",)
+# Extras / dependency groups that a repository's tests usually need.
+_TEST_GROUPS = ("test", "tests", "testing")
+_BOOTSTRAP_FIX = "run sandbox/bootstrap-base.sh and set SELFCODE_BASE_IMAGE to the name it prints"
+_BUILD_LOG_TAIL = 25
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    """What the base image's `python3` accepts, for `pip download --platform ...`."""
+
+    version: str  # "3.11"
+    implementation: str  # "cp"
+    abis: tuple[str, ...]  # ("cp311", "abi3", "none")
+    platforms: tuple[str, ...]  # ("manylinux_2_36_x86_64", ..., "linux_x86_64")
+
+    def key(self) -> str:
+        return json.dumps(
+            [self.version, self.implementation, list(self.abis), list(self.platforms)]
+        )
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    built: bool
+    """False when the image already existed and nothing was done."""
+    duration: float
+
+
+# Runs inside the base image with its own python3; stdlib (and pip's vendored packaging) only.
+_PYTHON_PROBE = r"""
+import json, os, platform, sys
+impl = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name, sys.implementation.name)
+info = {"version": "%d.%d" % sys.version_info[:2], "implementation": impl}
+try:
+    from pip._vendor.packaging import tags
+    found = list(tags.sys_tags())
+    info["abis"] = list(dict.fromkeys(t.abi for t in found))
+    info["platforms"] = list(dict.fromkeys(t.platform for t in found))
+except Exception:
+    machine = platform.machine()
+    nodot = "%d%d" % sys.version_info[:2]
+    info["abis"] = [impl + nodot, "abi3", "none"]
+    plats = []
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+        major, minor = (int(x) for x in libc.split()[1].split(".")[:2])
+        plats += ["manylinux_%d_%d_%s" % (major, m, machine) for m in range(minor, 4, -1)]
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        plats += ["%s_%s" % (name, machine) for m, name in legacy.items() if m <= minor]
+    except Exception:
+        pass
+    info["platforms"] = plats + ["linux_" + machine]
+print(json.dumps(info))
+"""
+
+
+# --- the engine and the base image -------------------------------------------------------------
+
+
+def docker_client(timeout: int = 60) -> docker.DockerClient:
+    """A client for the engine of the environment (DOCKER_HOST...), or a SandboxError saying why."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise SandboxError(
+            f"The Docker engine does not answer ({engine_problem(exc)}); start it (for example "
+            "with scripts/provision-docker.sh) or use --sandbox local."
+        ) from exc
+    return client
+
+
+def engine_problem(exc: BaseException) -> str:
+    """What went wrong talking to the engine, in a few words (the socket's errno when known)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, FileNotFoundError):
+            return "its socket does not exist"
+        if isinstance(item, PermissionError):
+            return "permission denied on its socket; join the docker group or run as root"
+        if isinstance(item, ConnectionRefusedError):
+            return "the connection was refused"
+        stack.extend([item.__cause__, item.__context__, *item.args])
+    return _short(exc)
+
+
+def ensure_base_image(client: docker.DockerClient, base_image: str, progress: Progress) -> str:
+    """Return the base image's id, pulling it when absent; offline, say how to build one."""
+    try:
+        return str(client.images.get(base_image).id)
+    except docker.errors.ImageNotFound:
+        pass
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        raise _engine_error(exc) from exc
+    progress(f"base image {base_image} is not present; trying to pull it")
+    try:
+        image = client.images.pull(base_image)
+    except (docker.errors.APIError, requests.exceptions.RequestException, ValueError) as exc:
+        raise SandboxError(
+            f"The base image {base_image} is not present and could not be pulled "
+            f"({_short(exc)}); {_BOOTSTRAP_FIX}."
+        ) from exc
+    return str(image.id)
+
+
+def python_info(
+    client: docker.DockerClient, base_image: str, image_id: str, cache_dir: Path
+) -> PythonInfo:
+    """Ask the base image's python3 which wheels it accepts; cached by image id."""
+    cache = cache_dir / f"python-{image_id.removeprefix('sha256:')[:24]}.json"
+    raw: dict[str, Any] | None = None
+    if cache.is_file():
+        try:
+            raw = json.loads(cache.read_text("utf-8"))
+        except (OSError, ValueError):
+            raw = None
+    if raw is None:
+        try:
+            out = client.containers.run(
+                image_id,
+                ["python3", "-c", _PYTHON_PROBE],
+                remove=True,
+                network_mode="none",
+                stdout=True,
+                stderr=True,
+                entrypoint=[],
+            )
+            raw = json.loads(out)
+        except docker.errors.ContainerError as exc:
+            raise SandboxError(
+                f"The base image {base_image} has no working python3 ({_short(exc)}); "
+                f"{_BOOTSTRAP_FIX}, or name an image with Python 3 in SELFCODE_BASE_IMAGE."
+            ) from exc
+        except (ValueError, TypeError) as exc:
+            raise SandboxError(
+                f"The base image {base_image} answered the Python probe with garbage; "
+                f"{_BOOTSTRAP_FIX}."
+            ) from exc
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise _engine_error(exc) from exc
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(cache, json.dumps(raw).encode("utf-8"))
+    try:
+        return PythonInfo(
+            version=str(raw["version"]),
+            implementation=str(raw["implementation"]),
+            abis=tuple(str(a) for a in raw["abis"]),
+            platforms=tuple(str(p) for p in raw["platforms"]),
+        )
+    except (KeyError, TypeError) as exc:
+        cache.unlink(missing_ok=True)
+        raise SandboxError(
+            f"The base image {base_image} did not report its Python platform; {_BOOTSTRAP_FIX}."
+        ) from exc
+
+
+# --- the target's dependencies -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    requirements: tuple[str, ...]
+    """Requirement lines for pip, in a stable order, pytest included."""
+    fingerprint: bytes
+    """What the image hash covers: the declarations, not unrelated pyproject.toml edits."""
+
+
+def collect_dependencies(repo: Path) -> Dependencies:
+    """Read `[project] dependencies`, test extras/groups and requirements*.txt of `repo`."""
+    reqs: list[str] = []
+    parts: list[bytes] = []
+    pyproject = repo / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SandboxError(f"Cannot read {pyproject} to find its dependencies: {exc}.") from exc
+        project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
+        found = _strings(project.get("dependencies"))
+        extras = project.get("optional-dependencies")
+        groups = data.get("dependency-groups")
+        own = str(project.get("name", "")).strip()
+        for table in (extras, groups):
+            if isinstance(table, dict):
+                for name in _TEST_GROUPS:
+                    found += _strings(table.get(name))
+        # `pkg[test]` pointing at the project itself (a common idiom in extras) is not on PyPI.
+        found = [r for r in found if not own or _req_name(r) != _normalize(own)]
+        reqs += found
+        parts.append(b"pyproject:" + json.dumps(found).encode("utf-8"))
+    root = repo.resolve()
+    seen: set[Path] = set()
+    for path in sorted(root.glob("requirements*.txt")):
+        lines, files = _requirement_lines(path, root, seen)
+        reqs += lines
+        for file in files:
+            parts.append(b"file:" + file.relative_to(root).as_posix().encode() + b"\0")
+            parts.append(file.read_bytes())
+    reqs += [r for r in _ALWAYS if _normalize(r) not in {_req_name(x) for x in reqs}]
+    unique = tuple(dict.fromkeys(r.strip() for r in reqs if r.strip()))
+    return Dependencies(unique, b"\0\0".join(parts))
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _req_name(req: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+    return _normalize(match.group(1)) if match else ""
+
+
+def _requirement_lines(path: Path, repo: Path, seen: set[Path]) -> tuple[list[str], list[Path]]:
+    """Requirement lines of a requirements file, following `-r`; local/editable lines dropped."""
+    path = path.resolve()
+    if path in seen or not path.is_file() or not path.is_relative_to(repo):
+        return [], []
+    seen.add(path)
+    lines: list[str] = []
+    files = [path]
+    text = path.read_text("utf-8", errors="replace")
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
+            target = re.sub(r"^(-r|--requirement)[ =]?", "", line).strip()
+            more, more_files = _requirement_lines(path.parent / target, repo, seen)
+            lines += more
+            files += more_files
+            continue
+        # Options (-e, -c, --index-url, --hash...) and local paths are not requirements the
+        # host can download as wheels; the repository's own code goes in as a tree.
+        if line.startswith(("-", ".", "/", "file:")):
+            continue
+        lines.append(line.split(" --hash", 1)[0].strip())
+    return lines, files
+
+
+# --- the wheelhouse ----------------------------------------------------------------------------
+
+
+def build_wheelhouse(
+    deps: Dependencies, info: PythonInfo, wheelhouse_root: Path, progress: Progress = _quiet
+) -> Path:
+    """Download wheels for `deps` that `info`'s Python accepts; cached by (deps, platform)."""
+    key = hashlib.sha256("\n".join([*deps.requirements, info.key()]).encode("utf-8")).hexdigest()[
+        :20
+    ]
+    target = wheelhouse_root / key
+    if (target / ".complete").is_file():
+        progress(f"wheelhouse {target} is up to date")
+        return target
+    wheelhouse_root.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{key}.partial-", dir=wheelhouse_root))
+    try:
+        (partial / "requirements.txt").write_text("\n".join(deps.requirements) + "\n", "utf-8")
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            "--dest",
+            str(partial),
+            "--only-binary=:all:",
+            "--python-version",
+            info.version,
+            "--implementation",
+            info.implementation,
+        ]
+        for abi in info.abis:
+            argv += ["--abi", abi]
+        for plat in info.platforms:
+            argv += ["--platform", plat]
+        argv += ["-r", str(partial / "requirements.txt")]
+        progress(
+            f"downloading wheels for Python {info.version} ({info.platforms[0]}) on the host: "
+            + ", ".join(deps.requirements)
+        )
+        start = time.monotonic()
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+        )
+        if proc.returncode != 0:
+            tail = _tail(proc.stderr or proc.stdout, 6)
+            if "No module named pip" in (proc.stderr or ""):
+                raise SandboxError(
+                    "pip is missing from the Python that runs selfcode; install pip into "
+                    "selfcode's environment to build the sandbox image."
+                )
+            raise SandboxError(
+                "pip could not download binary wheels of the target's dependencies for Python "
+                f"{info.version} on {info.platforms[0]} ({tail}); make every dependency "
+                "available as a wheel (or use a base image with a matching Python via "
+                "SELFCODE_BASE_IMAGE), and check that the host can reach the package index."
+            )
+        wheels = sorted(p.name for p in partial.glob("*.whl"))
+        progress(f"downloaded {len(wheels)} wheels in {time.monotonic() - start:.1f}s")
+        (partial / ".complete").write_text("\n".join(wheels) + "\n", "utf-8")
+        try:
+            partial.rename(target)
+        except OSError:
+            # Another process finished the same wheelhouse first; theirs is as good as ours.
+            if not (target / ".complete").is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                partial.rename(target)
+        return target
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+# --- the image ---------------------------------------------------------------------------------
+
+
+def image_tag(
+    repo: Path,
+    base_image: str,
+    base_id: str,
+    dockerfile: Path | None = None,
+) -> str:
+    """`selfcode-sandbox:<hash>` of (Dockerfile, base name + id, dependency declarations)."""
+    dockerfile = dockerfile or _dockerfile()
+    digest = hashlib.sha256()
+    for part in (
+        _RECIPE_VERSION.encode(),
+        dockerfile.read_bytes(),
+        base_image.encode("utf-8"),
+        base_id.encode("utf-8"),
+        collect_dependencies(repo).fingerprint,
+    ):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:20]}"
+
+
+def ensure_image(
+    config: SandboxConfig,
+    state_dir: Path,
+    repo: Path,
+    *,
+    client: docker.DockerClient | None = None,
+    progress: Progress = _quiet,
+) -> str:
+    """The image a sandbox for `repo` runs: `config.image` as given, else built when missing."""
+    client = client or docker_client()
+    if config.image:
+        if not _image_exists(client, config.image):
+            raise SandboxError(
+                f"The sandbox image {config.image} (SELFCODE_IMAGE) does not exist; build it "
+                "with `selfcode sandbox build` after unsetting SELFCODE_IMAGE, or name an "
+                "existing image."
+            )
+        return config.image
+    return build_image(repo, state_dir, config.base_image, client=client, progress=progress).tag
+
+
+def build_image(
+    repo: Path,
+    state_dir: Path,
+    base_image: str,
+    *,
+    client: docker.DockerClient | None = None,
+    dockerfile: Path | None = None,
+    progress: Progress = _quiet,
+    force: bool = False,
+    tag: str | None = None,
+    no_cache: bool = False,
+) -> BuildResult:
+    """Build the sandbox image for `repo` on `base_image` unless its tag already exists.
+
+    `force` rebuilds even when the tag exists; `tag` overrides the computed tag (benchmarks use
+    a throw-away one); `no_cache` ignores the engine's layer cache (a truly cold build).
+    """
+    start = time.monotonic()
+    client = client or docker_client()
+    dockerfile = dockerfile or _dockerfile()
+    base_id = ensure_base_image(client, base_image, progress)
+    tag = tag or image_tag(repo, base_image, base_id, dockerfile)
+    if not force and _image_exists(client, tag):
+        progress(f"sandbox image {tag} is up to date")
+        return BuildResult(tag, built=False, duration=time.monotonic() - start)
+
+    info = python_info(client, base_image, base_id, state_dir / "wheelhouse")
+    deps = collect_dependencies(repo)
+    wheelhouse = build_wheelhouse(deps, info, state_dir / "wheelhouse", progress)
+    progress(f"building {tag} from {base_image}")
+    _build(client, dockerfile, wheelhouse, base_image, tag, progress, no_cache=no_cache)
+    duration = time.monotonic() - start
+    progress(f"built {tag} in {duration:.1f}s")
+    return BuildResult(tag, built=True, duration=duration)
+
+
+def _build(
+    client: docker.DockerClient,
+    dockerfile: Path,
+    wheelhouse: Path,
+    base_image: str,
+    tag: str,
+    progress: Progress,
+    *,
+    no_cache: bool = False,
+) -> None:
+    log: list[str] = []
+    with tempfile.TemporaryFile() as context:
+        _write_context(context, dockerfile, wheelhouse)
+        context.seek(0)
+        try:
+            stream: Iterable[dict[str, Any]] = client.api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                buildargs={"BASE": base_image},
+                pull=False,
+                nocache=no_cache,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                labels={"selfcode.sandbox": "1", "selfcode.base": base_image},
+                timeout=3600,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = str(chunk.get("error", "")).strip()
+                    log.append(detail)
+                    raise SandboxError(
+                        f"Building the sandbox image {tag} failed: {detail[-300:]} "
+                        f"(last lines of the build log: {' | '.join(log[-_BUILD_LOG_TAIL:])}); "
+                        "fix the cause above, or if the base image lacks git/valgrind and the "
+                        f"build has no network, {_BOOTSTRAP_FIX}."
+                    )
+                text = str(chunk.get("stream", "")).rstrip()
+                for line in text.splitlines():
+                    log.append(line)
+                    if line.startswith("Step "):
+                        progress(line if len(line) <= 100 else line[:97] + "...")
+        except (docker.errors.APIError, docker.errors.BuildError) as exc:
+            raise SandboxError(
+                f"Building the sandbox image {tag} failed ({_short(exc)}; last lines of the "
+                f"build log: {' | '.join(log[-_BUILD_LOG_TAIL:])}); fix the cause, or "
+                f"{_BOOTSTRAP_FIX}."
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise _engine_error(exc) from exc
+    if not _image_exists(client, tag):
+        raise SandboxError(
+            f"The Docker engine finished building {tag} but the image is missing (last lines of "
+            f"the build log: {' | '.join(log[-_BUILD_LOG_TAIL:])}); run `selfcode sandbox "
+            "build` again."
+        )
+
+
+def _write_context(out: Any, dockerfile: Path, wheelhouse: Path) -> None:
+    """A tar build context: the Dockerfile and wheelhouse/ (wheels, requirements.txt); no more."""
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", dockerfile.read_bytes())
+        _add_bytes(
+            tar, "wheelhouse/requirements.txt", (wheelhouse / "requirements.txt").read_bytes()
+        )
+        for wheel in sorted(wheelhouse.glob("*.whl")):
+            info = tar.gettarinfo(str(wheel), arcname=f"wheelhouse/{wheel.name}")
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mode = 0o644
+            with wheel.open("rb") as fh:
+                tar.addfile(info, fh)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _dockerfile() -> Path:
+    try:
+        path = resources.dockerfile()
+    except FileNotFoundError:
+        path = Path(__file__).resolve().parents[3] / "Dockerfile"
+    if not path.is_file() or not path.read_bytes().strip():
+        raise SandboxError(
+            f"selfcode's Dockerfile is missing or empty ({path}); reinstall selfcode."
+        )
+    return path
+
+
+def _image_exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        raise _engine_error(exc) from exc
+    return True
+
+
+def _engine_error(exc: BaseException) -> SandboxError:
+    return SandboxError(
+        f"The Docker engine failed while preparing the sandbox image ({_short(exc)}); check "
+        "that it is running (`docker info`) and try again."
+    )
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _tail(text: str, lines: int) -> str:
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)[-600:]
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an error; for the engine's errors, its explanation without the URL."""
+    explanation = getattr(exc, "explanation", None)
+    text = explanation if isinstance(explanation, str) and explanation else str(exc)
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
