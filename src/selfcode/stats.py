@@ -91,7 +91,7 @@ def instruction_decision(ratios: dict[str, float], max_geomean: float = 0.99,
 @dataclass(frozen=True)
 class Noise:
     cv: float
-    """Standard deviation of the per-pair log ratios: the spread of one A/A comparison."""
+    """Spread of the per-pair log ratios (1.4826 x MAD, the standard deviation for normal data)."""
     p95_ratio: float
     """95th percentile of max(r, 1/r) over the pairs: how far one pair can stray."""
     pairs: int
@@ -99,7 +99,10 @@ class Noise:
 
 def aa_noise(baseline: Sequence[float], candidate: Sequence[float]) -> Noise:
     diffs = log_ratios(baseline, candidate)
-    cv = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    # A robust spread (scaled median absolute deviation): one descheduled run on a busy machine
+    # should not double the noise floor, just as it does not move the Wilcoxon test much.
+    centre = statistics.median(diffs) if diffs else 0.0
+    cv = 1.4826 * statistics.median(abs(d - centre) for d in diffs) if len(diffs) > 1 else 0.0
     spread = sorted(abs(d) for d in diffs)
     p95 = spread[min(len(spread) - 1, math.ceil(0.95 * len(spread)) - 1)] if spread else 0.0
     return Noise(cv=cv, p95_ratio=math.exp(p95), pairs=len(diffs))
