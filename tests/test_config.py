@@ -72,3 +72,9 @@ def test_state_dir_and_selfcode_home(tmp_path):
     assert one.parent == two.parent == moved
     assert one != two and one.name.startswith("one-")
     assert one.is_dir()
+
+
+def test_protect_also_extends_the_defaults(tmp_path):
+    write(tmp_path, "pyproject.toml", '[tool.selfcode]\nprotect_also = ["src/pkg/gate.py"]\n')
+    protected = load_settings(tmp_path, environ={}).gate.protected
+    assert "src/pkg/gate.py" in protected and "**/conftest.py" in protected

@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from selfcode.errors import ConfigError
 
@@ -108,6 +115,17 @@ class GateConfig(_Section):
         ]
     )
 
+    # Added to `protected` rather than replacing it, so extending the defaults cannot drop them.
+    protect_also: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _merge_protect_also(self) -> GateConfig:
+        extra = [p for p in self.protect_also if p not in self.protected]
+        if extra:
+            # Assigning through __dict__ skips validate_assignment's re-entry into this hook.
+            self.__dict__["protected"] = [*self.protected, *extra]
+        return self
+
     @field_validator("protected")
     @classmethod
     def _never_empty(cls, value: list[str]) -> list[str]:
@@ -153,6 +171,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
 _SHORTHANDS: dict[str, tuple[str, str]] = {
     "benchmarks": ("gate", "benchmarks"),
     "protected": ("gate", "protected"),
+    "protect_also": ("gate", "protect_also"),
     "goal": ("agent", "goal"),
     "model": ("llm", "model"),
 }
