@@ -195,6 +195,21 @@ def main() -> int:
             rows.append(("candidate reset + apply (Trees.apply)", _fmt(samples)))
             print(f"candidate applies: {sum(applied)}/{len(applied)} ok")
 
+            # 6. What a candidate costs beyond its own tests and benchmarks, as the verdict
+            # reports it: total - tests - benchmarks, warm container (judged on tests only).
+            from selfcode.config import GateConfig
+            from selfcode.evaluate import Judge
+
+            judge = Judge(trees, GateConfig(goal="fix"), {})
+            judge.set_baseline(_tar_of(ROOT / "examples"))
+            overhead = []
+            for _ in range(max(5, args.execs // 2)):
+                t = judge.judge(EXAMPLE_DIFF).timings
+                overhead.append(t["total"] - t.get("tests", 0.0) - t.get("benchmarks", 0.0))
+            rows.append(("per-candidate overhead (verdict total - tests - benchmarks)",
+                         _fmt(overhead)))
+            print(f"judged candidates: {len(overhead)}")
+
     shutil.rmtree(state, ignore_errors=True)
     width = max(len(name) for name, _ in rows)
     print(f"\ndocker sandbox, image {image}, base {args.base}", file=err)

@@ -127,6 +127,8 @@ class Judge:
         def done(status: str, reasons: list[str], summary: PatchSummary,
                  **fields: object) -> Verdict:
             timings["total"] = round(time.perf_counter() - start + self.sandbox_start, 4)
+            # The container start is paid once; later candidates reuse the warm sandbox.
+            self.sandbox_start = 0.0
             return self._verdict(status, reasons, summary, timings, **fields)
 
         try:
