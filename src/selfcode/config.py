@@ -41,6 +41,13 @@ class LLMConfig(_Section):
     # USD per million tokens: {"model": {"input": x, "output": y}}; extends the built-in table.
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     replay: Path | None = None
+    # How the model writes its edits. "auto" picks from `formats` (model-name glob -> format,
+    # the longest matching glob wins, case ignored), else SEARCH/REPLACE blocks.
+    edit_format: Literal["auto", "search-replace", "udiff", "whole"] = "auto"
+    formats: dict[str, Literal["search-replace", "udiff", "whole"]] = Field(default_factory=dict)
+    # Append every exchange (messages, reply, usage, model, latency) to this JSONL file, in the
+    # format ReplayLLM replays.
+    record: Path | None = None
 
 
 class SandboxConfig(_Section):
@@ -142,6 +149,9 @@ class AgentConfig(_Section):
     budget_usd: float | None = None
     repair_turns: int = 2
     max_context_chars: int = 60_000
+    # Run-wide caps beside budget_usd: prompt + completion tokens, and wall-clock minutes.
+    max_tokens_total: int | None = Field(default=None, gt=0)
+    max_minutes: float | None = Field(default=None, gt=0)
 
 
 class Settings(_Section):
@@ -165,6 +175,10 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "SELFCODE_PAIRS": ("gate", "screen_pairs"),
     "SELFCODE_ITERATIONS": ("agent", "iterations"),
     "SELFCODE_BUDGET_USD": ("agent", "budget_usd"),
+    "SELFCODE_EDIT_FORMAT": ("llm", "edit_format"),
+    "SELFCODE_RECORD": ("llm", "record"),
+    "SELFCODE_MAX_TOKENS_TOTAL": ("agent", "max_tokens_total"),
+    "SELFCODE_MAX_MINUTES": ("agent", "max_minutes"),
 }
 
 # Top-level keys of [tool.selfcode] that are shorthands for a section's field.

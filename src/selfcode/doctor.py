@@ -5,13 +5,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from selfcode.config import Settings, load_settings
 from selfcode.errors import SelfcodeError
+
+if TYPE_CHECKING:
+    from selfcode.llm import OpenAILLM
 
 
 class Check(BaseModel):
@@ -53,30 +57,58 @@ def _docker(settings: Settings) -> list[Check]:
     return checks
 
 
-def _endpoint(settings: Settings) -> Check:
-    from selfcode.llm import OpenAILLM
+_DOCTOR_TIMEOUT = 15.0  # seconds; a doctor that hangs for the run's long timeout helps nobody
 
+
+def _endpoint(settings: Settings, environ: Mapping[str, str] | None = None) -> Check:
+    """Reachable or not, and if reachable, whether it answers a one-token request."""
+    from selfcode.llm import EndpointUnreachable, OpenAILLM
+
+    name = "model endpoint"
+    config = settings.llm.model_copy(
+        update={"timeout": min(settings.llm.timeout, _DOCTOR_TIMEOUT)})
     try:
-        llm = OpenAILLM(settings.llm)
-        llm.ping(retries=0)
+        llm = OpenAILLM(config, environ=environ)
     except SelfcodeError as exc:
-        return Check(name="model endpoint", ok=False, required=False, detail=str(exc))
+        return Check(name=name, ok=False, required=False, detail=f"not configured: {exc}")
     target = llm.base_url
-    models = ""
     try:
-        names = llm.list_models()
-        models = f"; models: {', '.join(names[:8])}" + (" …" if len(names) > 8 else "")
+        llm.ping(retries=0)
+    except EndpointUnreachable as exc:
+        return Check(name=name, ok=False, required=False,
+                     detail=f"{target} is unreachable: {exc}")
+    except SelfcodeError as exc:
+        served = _served_models(llm)
+        return Check(name=name, ok=False, required=False,
+                     detail=f"{target} is reachable, but the request failed: {exc}{served}")
+    return Check(name=name, ok=True,
+                 detail=f"{target} is reachable and answers with model "
+                        f"{settings.llm.model}{_served_models(llm)}")
+
+
+def _served_models(llm: OpenAILLM) -> str:
+    """"; models: a, b, ..." when the endpoint lists its models, else ""."""
+    try:
+        names = llm.list_models(retries=0)
     except SelfcodeError:
-        pass
-    return Check(name="model endpoint", ok=True,
-                 detail=f"{target} answers with model {settings.llm.model}{models}")
+        return ""
+    if not names:
+        return ""
+    shown = ", ".join(names[:8]) + (" …" if len(names) > 8 else "")
+    missing = "" if llm.model in names else f" ({llm.model} is not among them)"
+    return f"; models: {shown}{missing}"
 
 
-def run_checks(path: Path) -> list[Check]:
-    settings = load_settings(path if (path / ".git").exists() else None)
+def run_checks(path: Path, environ: Mapping[str, str] | None = None,
+               settings: Settings | None = None) -> list[Check]:
+    """Every check, in order. `environ` (default: os.environ) and `settings` (default: loaded
+    for `path`) are for tests and callers that already hold them."""
+    if settings is None:
+        settings = load_settings(path if (path / ".git").exists() else None,
+                                 environ=None if environ is None else dict(environ))
     checks: list[Check] = [_git(), _python()]
     steps: list[Callable[[], list[Check]]] = [
-        lambda: _docker(settings), lambda: [_endpoint(settings)]]
+        lambda: _docker(settings), lambda: [_endpoint(settings, environ)]]
     for step in steps:
         checks.extend(step())
     return checks

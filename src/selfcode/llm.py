@@ -28,9 +28,11 @@ __all__ = [
     "LLM",
     "PRICES",
     "ContextLengthError",
+    "EndpointUnreachable",
     "LLMError",
     "Message",
     "OpenAILLM",
+    "RecordingLLM",
     "ReplayDiverged",
     "ReplayExhausted",
     "ReplayLLM",
@@ -65,6 +67,9 @@ class Reply:
     latency_s: float  # wall time of the whole complete() call, retries and waits included
     priced: bool  # False when the model had no price, so the UI can say "cost unknown"
     attempts: int = 1  # HTTP attempts it took (retries + 1)
+    # Why the model stopped, as the endpoint says: "stop", or "length" when the reply hit
+    # max_tokens and is cut off; None when unknown (replays, fakes, servers that do not say).
+    finish_reason: str | None = None
 
 
 @runtime_checkable
@@ -75,7 +80,20 @@ class LLM(Protocol):
 
 
 class ContextLengthError(LLMError):
-    """The prompt did not fit the model's context window; trim it and try again."""
+    """The prompt did not fit the model's context window; trim it and try again.
+
+    `factor` is how much of the prompt to keep (0.1-0.9): read from the server's message when it
+    gives both the limit and the size ("maximum context length is 8192 tokens. However, your
+    messages resulted in 9000 tokens"), with a margin, else 0.5. Pass it to `trim_context`.
+    """
+
+    def __init__(self, message: str, factor: float = 0.5) -> None:
+        super().__init__(message)
+        self.factor = factor
+
+
+class EndpointUnreachable(LLMError):
+    """No answer at all: the connection failed or timed out on every attempt."""
 
 
 class ReplayExhausted(LLMError):
@@ -185,6 +203,43 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return _short(exc.response.reason_phrase or "no message")
 
 
+def _full_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        return str(body.get("message") or body)
+    return str(body or "")
+
+
+_LIMIT = re.compile(r"(?i)(?:context length|context size|context window|n_ctx)\D{0,24}?(\d+)")
+_ASKED = re.compile(r"(?i)(?:resulted in|requested|request has|prompt has|prompt is)\D{0,12}?(\d+)")
+_IN_MESSAGES = re.compile(r"(?i)(\d+) (?:tokens )?in the messages")
+_IN_COMPLETION = re.compile(r"(?i)(\d+) (?:tokens )?in the completion")
+
+
+def _first_int(pattern: re.Pattern[str], text: str) -> int | None:
+    m = pattern.search(text)
+    return int(m.group(1)) if m else None
+
+
+def shrink_factor(message: str) -> float:
+    """How much of a prompt to keep after a context-length error with this message (0.1-0.9).
+
+    Reads OpenAI's "maximum context length is L tokens. However, your messages resulted in N
+    tokens" and vLLM's "... you requested N tokens (M in the messages, C in the completion)";
+    keeps 90 % of what would have fitted. 0.5 when the message gives no numbers.
+    """
+    limit = _first_int(_LIMIT, message)
+    in_messages = _first_int(_IN_MESSAGES, message)
+    asked = _first_int(_ASKED, message)
+    if limit and in_messages:
+        factor = (limit - (_first_int(_IN_COMPLETION, message) or 0)) / in_messages
+    elif limit and asked and asked > limit:
+        factor = limit / asked
+    else:
+        return 0.5
+    return min(0.9, max(0.1, factor * 0.9))
+
+
 def _error_code(exc: openai.APIStatusError) -> str:
     body = exc.body
     code = exc.code
@@ -233,10 +288,12 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
 class _Retryable(Exception):
     """An attempt failed in a way that may pass on retry; `problem` is a phrase for messages."""
 
-    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+    def __init__(self, problem: str, retry_after: float | None = None,
+                 unreachable: bool = False) -> None:
         super().__init__(problem)
         self.problem = problem
         self.retry_after = retry_after
+        self.unreachable = unreachable  # no HTTP answer at all (connection failed, timed out)
 
 
 @dataclass
@@ -361,6 +418,7 @@ class OpenAILLM:
             text = ""
         if not text.strip() and not allow_empty:
             raise LLMError("The model returned an empty reply.")
+        finish = getattr(choices[0], "finish_reason", None) if choices else None
         raw_usage = getattr(completion, "usage", None)
         usage = Usage(
             prompt_tokens=int(getattr(raw_usage, "prompt_tokens", 0) or 0),
@@ -379,6 +437,7 @@ class OpenAILLM:
             latency_s=time.monotonic() - stats.started,
             priced=priced,
             attempts=stats.attempts,
+            finish_reason=finish if isinstance(finish, str) else None,
         )
 
     def _with_retries(
@@ -392,7 +451,8 @@ class OpenAILLM:
             except _Retryable as failure:
                 if index >= max_retries:
                     tries = "attempt" if stats.attempts == 1 else "attempts"
-                    raise LLMError(
+                    error = EndpointUnreachable if failure.unreachable else LLMError
+                    raise error(
                         f"The model endpoint at {self.base_url} failed to {what} after "
                         f"{stats.attempts} {tries} ({failure.problem}); check that it is running "
                         "and reachable, or try again later."
@@ -418,11 +478,12 @@ class OpenAILLM:
         try:
             return attempt()
         except openai.APITimeoutError:
-            raise _Retryable(f"no answer within {self.config.timeout:g}s") from None
+            raise _Retryable(f"no answer within {self.config.timeout:g}s",
+                             unreachable=True) from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__
             detail = _short(str(cause)) if cause is not None and str(cause) else "connection failed"
-            raise _Retryable(f"connection error: {detail}") from None
+            raise _Retryable(f"connection error: {detail}", unreachable=True) from None
         except openai.APIStatusError as exc:
             raise self._status_failure(exc) from exc
         except openai.OpenAIError as exc:
@@ -453,7 +514,8 @@ class OpenAILLM:
         if _is_context_length(exc):
             return ContextLengthError(
                 f"The prompt is too long for model '{self.model}' (HTTP {status}: {message}); "
-                "shorten the context or use a model with a larger context window."
+                "shorten the context or use a model with a larger context window.",
+                factor=shrink_factor(_full_message(exc)),
             )
         advice = {
             401: f"check the API key in {self.config.api_key_env}",
@@ -466,8 +528,10 @@ class OpenAILLM:
 
 
 # --------------------------------------------------------------------------------------------
-# Replays
+# Replays and recordings
 # --------------------------------------------------------------------------------------------
+
+_ERROR_KINDS = ("context-length", "llm")
 
 
 @dataclass(frozen=True)
@@ -477,9 +541,40 @@ class _Turn:
     expect: tuple[str, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    model: str | None = None
+    cost_usd: float = 0.0
+    priced: bool = True
+    latency_s: float | None = None
+    finish_reason: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None  # (role, content), when recorded
+    error: tuple[str, str, float] | None = None  # (kind, message, factor): raised, not returned
 
 
-_TURN_KEYS = {"reply", "expect", "prompt_tokens", "completion_tokens", "comment"}
+_TURN_KEYS = {
+    "reply", "expect", "prompt_tokens", "completion_tokens", "comment", "model", "cost_usd",
+    "priced", "latency_s", "finish_reason", "messages", "error",
+}
+
+
+def _parse_messages(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str)
+        and isinstance(m.get("content"), str) for m in value
+    ):
+        raise ConfigError(f"Replay file {where}: 'messages' must be a list of objects with "
+                          "'role' and 'content' strings.")
+    return tuple((m["role"], m["content"]) for m in value)
+
+
+def _parse_error(value: object, where: str) -> tuple[str, str, float]:
+    if not isinstance(value, dict) or value.get("kind") not in _ERROR_KINDS \
+            or not isinstance(value.get("message"), str):
+        raise ConfigError(f"Replay file {where}: 'error' must be an object with 'kind' "
+                          f"({' or '.join(_ERROR_KINDS)}) and a 'message' string.")
+    factor = value.get("factor", 0.5)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= 1:
+        raise ConfigError(f"Replay file {where}: the error's 'factor' must be a number in (0, 1].")
+    return str(value["kind"]), str(value["message"]), float(factor)
 
 
 def _parse_turn(obj: object, line: int, source: str) -> _Turn:
@@ -492,7 +587,8 @@ def _parse_turn(obj: object, line: int, source: str) -> _Turn:
             f"Replay file {where} has unknown key '{unknown[0]}'; "
             f"allowed keys are {', '.join(sorted(_TURN_KEYS))}."
         )
-    reply = obj.get("reply")
+    error = _parse_error(obj["error"], where) if obj.get("error") is not None else None
+    reply = obj.get("reply", "" if error else None)
     if not isinstance(reply, str):
         raise ConfigError(f"Replay file {where} needs a 'reply' string.")
     expect = obj.get("expect", [])
@@ -506,7 +602,29 @@ def _parse_turn(obj: object, line: int, source: str) -> _Turn:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"Replay file {where}: '{key}' must be a non-negative integer.")
         tokens[key] = value
-    return _Turn(line=line, reply=reply, expect=tuple(expect), **tokens)
+    numbers: dict[str, float | None] = {}
+    for key in ("cost_usd", "latency_s"):
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value < 0 or not math.isfinite(value)):
+            raise ConfigError(f"Replay file {where}: '{key}' must be a non-negative number.")
+        numbers[key] = None if value is None else float(value)
+    texts: dict[str, str | None] = {}
+    for key in ("model", "finish_reason"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"Replay file {where}: '{key}' must be a string.")
+        texts[key] = value
+    priced = obj.get("priced", True)
+    if not isinstance(priced, bool):
+        raise ConfigError(f"Replay file {where}: 'priced' must be true or false.")
+    messages = obj.get("messages")
+    return _Turn(
+        line=line, reply=reply, expect=tuple(expect), **tokens,
+        model=texts["model"], cost_usd=numbers["cost_usd"] or 0.0, priced=priced,
+        latency_s=numbers["latency_s"], finish_reason=texts["finish_reason"],
+        messages=None if messages is None else _parse_messages(messages, where), error=error,
+    )
 
 
 def _last_user_message(messages: Sequence[Message]) -> str:
@@ -516,17 +634,42 @@ def _last_user_message(messages: Sequence[Message]) -> str:
     return ""
 
 
+def _first_difference(recorded: tuple[tuple[str, str], ...],
+                      messages: Sequence[Message]) -> str | None:
+    """Where `messages` stop being the recorded conversation, in words; None if they are it."""
+    now = tuple((m.get("role", ""), m.get("content", "")) for m in messages)
+    if now == recorded:
+        return None
+    for index, (old, new) in enumerate(zip(recorded, now, strict=False), start=1):
+        if old == new:
+            continue
+        if old[0] != new[0]:
+            return f"message {index} is from the {new[0]} now, the {old[0]} when recorded"
+        at = next((k for k, (a, b) in enumerate(zip(old[1], new[1], strict=False)) if a != b),
+                  min(len(old[1]), len(new[1])))
+        return (f"message {index} ({new[0]}) differs from character {at + 1}: recorded "
+                f"{old[1][at:at + 40]!r}, now {new[1][at:at + 40]!r}")
+    return f"the conversation has {len(now)} messages now, {len(recorded)} when recorded"
+
+
 class ReplayLLM:
     """Plays recorded replies in order, from a JSONL file (one JSON object a line).
 
     Each line: {"reply": "...", "expect": ["substrings of the last user message"],
     "prompt_tokens": 0, "completion_tokens": 0}; blank lines are skipped and a "comment"
-    key is allowed. Replies cost nothing and count as priced.
+    key is allowed. What `RecordingLLM` writes is replayed exactly: "model", "cost_usd",
+    "priced", "latency_s" and "finish_reason" come back in the `Reply`, and a line with
+    "error": {"kind": "context-length" | "llm", "message": "...", "factor": 0.5} raises that
+    error instead of replying. Without them a reply costs nothing and counts as priced.
+
+    A prompt without an "expect" substring raises ReplayDiverged; with `strict=True`, so does
+    any difference from a line's recorded "messages", with the first difference named.
     """
 
-    def __init__(self, path: Path | str, model: str = "replay") -> None:
+    def __init__(self, path: Path | str, model: str = "replay", strict: bool = False) -> None:
         self.model: str = model
         self.source = str(path)
+        self.strict = strict
         try:
             text = Path(path).read_text("utf-8")
         except FileNotFoundError:
@@ -550,10 +693,18 @@ class ReplayLLM:
     @classmethod
     def from_replies(cls, replies: Sequence[str], model: str = "replay") -> ReplayLLM:
         """A replay of the given texts, in order, with no expectations."""
+        return cls.from_turns([{"reply": reply} for reply in replies], model=model,
+                              source="<replies>")
+
+    @classmethod
+    def from_turns(cls, turns: Sequence[Mapping[str, Any]], model: str = "replay",
+                   source: str = "<turns>", strict: bool = False) -> ReplayLLM:
+        """A replay of turns given as the objects a replay file holds, one a line."""
         llm = cls.__new__(cls)
         llm.model = model
-        llm.source = "<replies>"
-        llm._turns = [_Turn(line=i, reply=r) for i, r in enumerate(replies, start=1)]
+        llm.source = source
+        llm.strict = strict
+        llm._turns = [_parse_turn(dict(turn), i, source) for i, turn in enumerate(turns, start=1)]
         llm._next = 0
         return llm
 
@@ -576,15 +727,111 @@ class ReplayLLM:
                     f"The replay {self.source} line {turn.line} expects the prompt to contain "
                     f"{needle!r}, but it does not; re-record the replay for the current prompts."
                 )
+        if self.strict and turn.messages is not None:
+            difference = _first_difference(turn.messages, messages)
+            if difference is not None:
+                raise ReplayDiverged(
+                    f"The replay {self.source} line {turn.line} was recorded for another "
+                    f"conversation: {difference}; re-record the replay for the current prompts."
+                )
         self._next += 1
+        if turn.error is not None:
+            kind, message, factor = turn.error
+            if kind == "context-length":
+                raise ContextLengthError(message, factor=factor)
+            raise LLMError(message)
         return Reply(
             text=turn.reply,
             usage=Usage(turn.prompt_tokens, turn.completion_tokens),
-            cost_usd=0.0,
-            model=self.model,
-            latency_s=time.monotonic() - started,
-            priced=True,
+            cost_usd=turn.cost_usd,
+            model=turn.model or self.model,
+            latency_s=time.monotonic() - started if turn.latency_s is None else turn.latency_s,
+            priced=turn.priced,
+            finish_reason=turn.finish_reason,
         )
+
+
+_EXPECT_CHARS = 60
+_EXPECT_MIN_CHARS = 16
+
+
+def distinctive_substring(prompt: str, seen: set[str]) -> str:
+    """A short piece of `prompt` that earlier prompts (whose lines are in `seen`) lacked.
+
+    The last new line of at least 16 characters (what changes between turns, such as an error
+    message or the latest attempt, comes last), else the last new line, else the longest line;
+    stripped and cut to 60 characters. "" for a blank prompt.
+    """
+    lines = [line.strip() for line in prompt.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    fresh = [line for line in lines if line not in seen]
+    long_fresh = [line for line in fresh if len(line) >= _EXPECT_MIN_CHARS]
+    pick = long_fresh[-1] if long_fresh else fresh[-1] if fresh else max(lines, key=len)
+    return pick[:_EXPECT_CHARS].strip()
+
+
+class RecordingLLM:
+    """Wraps a model and appends every exchange to a JSONL file that `ReplayLLM` replays exactly.
+
+    Each line holds the messages, the reply, its usage, cost, model, latency and finish reason,
+    and an "expect" substring of the last user message, so that a replay whose prompts drift
+    says so. An `LLMError` (a context-length error included) is recorded as an "error" line and
+    raised again. Lines are appended and flushed to disk one exchange at a time, so a crash
+    loses nothing; an existing file is appended to.
+    """
+
+    def __init__(self, inner: LLM, path: Path | str) -> None:
+        self.inner = inner
+        self.model: str = inner.model
+        self.path = Path(path)
+        self._seen: set[str] = set()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+        except OSError as exc:
+            raise ConfigError(f"Cannot write the record file {self.path}: "
+                              f"{_short(str(exc))}.") from None
+
+    def __repr__(self) -> str:
+        return f"RecordingLLM({self.inner!r}, path={str(self.path)!r})"
+
+    def complete(self, messages: Sequence[Message]) -> Reply:
+        prompt = _last_user_message(messages)
+        expect = distinctive_substring(prompt, self._seen)
+        entry: dict[str, Any] = {"expect": [expect] if expect else []}
+        try:
+            reply = self.inner.complete(messages)
+        except LLMError as exc:
+            kind = "context-length" if isinstance(exc, ContextLengthError) else "llm"
+            error: dict[str, Any] = {"kind": kind, "message": str(exc)}
+            if isinstance(exc, ContextLengthError):
+                error["factor"] = exc.factor
+            entry.update(reply="", error=error, model=self.model)
+            self._write(entry, messages, prompt)
+            raise
+        entry.update(
+            reply=reply.text, prompt_tokens=reply.usage.prompt_tokens,
+            completion_tokens=reply.usage.completion_tokens, model=reply.model,
+            cost_usd=reply.cost_usd, priced=reply.priced, latency_s=round(reply.latency_s, 6),
+            finish_reason=reply.finish_reason,
+        )
+        self._write(entry, messages, prompt)
+        return reply
+
+    def _write(self, entry: dict[str, Any], messages: Sequence[Message], prompt: str) -> None:
+        entry["messages"] = [{"role": m.get("role", ""), "content": m.get("content", "")}
+                             for m in messages]
+        self._seen.update(line.strip() for line in prompt.splitlines() if line.strip())
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise ConfigError(f"Cannot append to the record file {self.path}: "
+                              f"{_short(str(exc))}.") from None
 
 
 def make_llm(
@@ -593,7 +840,13 @@ def make_llm(
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[str], None] | None = None,
 ) -> LLM:
-    """The model `config` asks for: a replay when `config.replay` is set, else the real client."""
+    """The model `config` asks for: a replay when `config.replay` is set, else the real client;
+    wrapped in a `RecordingLLM` when `config.record` names a file."""
+    llm: LLM
     if config.replay is not None:
-        return ReplayLLM(config.replay)
-    return OpenAILLM(config, environ=environ, sleep=sleep, on_retry=on_retry)
+        llm = ReplayLLM(config.replay)
+    else:
+        llm = OpenAILLM(config, environ=environ, sleep=sleep, on_retry=on_retry)
+    if config.record is not None:
+        llm = RecordingLLM(llm, config.record)
+    return llm

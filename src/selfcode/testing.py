@@ -1,8 +1,10 @@
 """Fake models for tests, yours included: no network, no cost, full control over the replies.
 
-`ScriptedLLM(["first reply", "second reply"])` answers in order; `FunctionLLM(fn)` answers
-`fn(messages)`. Both keep the messages of every request in `.calls`, so a test can assert
-what the code under test asked, e.g. `assert "goal" in llm.calls[0][-1]["content"]`.
+`ScriptedLLM(["first reply", "second reply"])` answers in order; an item that is an exception
+(e.g. `ContextLengthError("too long", factor=0.5)`) is raised instead, and `usage`/`cost_usd`
+make every reply count against a budget. `FunctionLLM(fn)` answers `fn(messages)`. Both keep the
+messages of every request in `.calls`, so a test can assert what the code under test asked,
+e.g. `assert "goal" in llm.calls[0][-1]["content"]`. `FakeClock` stands in for time.monotonic.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from collections.abc import Callable, Sequence
 
 from selfcode.llm import Message, ReplayExhausted, Reply, Usage
 
-__all__ = ["FunctionLLM", "ScriptedLLM"]
+__all__ = ["FakeClock", "FunctionLLM", "ScriptedLLM"]
+
+_NO_USAGE = Usage()
 
 
-def _reply(text: str, model: str, started: float) -> Reply:
+def _reply(text: str, model: str, started: float, usage: Usage = _NO_USAGE,
+           cost_usd: float = 0.0) -> Reply:
     return Reply(
         text=text,
-        usage=Usage(),
-        cost_usd=0.0,
+        usage=usage,
+        cost_usd=cost_usd,
         model=model,
         latency_s=time.monotonic() - started,
         priced=True,
@@ -42,14 +47,18 @@ class FunctionLLM:
 
 
 class ScriptedLLM:
-    """Returns `replies` in order and records each request's messages in `.calls`.
+    """Returns `replies` in order (raising the ones that are exceptions) and records each
+    request's messages in `.calls`; every reply reports `usage` and costs `cost_usd`.
 
     Asking for more replies than were scripted raises `selfcode.llm.ReplayExhausted`.
     """
 
-    def __init__(self, replies: Sequence[str], model: str = "scripted") -> None:
-        self.replies: list[str] = list(replies)
+    def __init__(self, replies: Sequence[str | BaseException], model: str = "scripted",
+                 usage: Usage = _NO_USAGE, cost_usd: float = 0.0) -> None:
+        self.replies: list[str | BaseException] = list(replies)
         self.model: str = model
+        self.usage = usage
+        self.cost_usd = cost_usd
         self.calls: list[list[Message]] = []
 
     def complete(self, messages: Sequence[Message]) -> Reply:
@@ -61,4 +70,20 @@ class ScriptedLLM:
                 f"ScriptedLLM was asked for reply {index + 1} but holds only "
                 f"{len(self.replies)}; script more replies."
             )
-        return _reply(self.replies[index], self.model, started)
+        item = self.replies[index]
+        if isinstance(item, BaseException):
+            raise item
+        return _reply(item, self.model, started, self.usage, self.cost_usd)
+
+
+class FakeClock:
+    """A clock for code that takes `clock=time.monotonic`: it moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -1,0 +1,158 @@
+"""Which paths an edit may write, and reading their current content without following links.
+
+Everything here is pure except `read_tree`, which reads files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from selfcode.errors import EditError, PolicyError
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "PathPolicy",
+    "check_edit_count",
+    "check_file_count",
+    "check_reply_size",
+    "read_tree",
+    "validate_path",
+]
+
+
+@dataclass(frozen=True)
+class PathPolicy:
+    max_files: int = 50  # distinct paths one reply or patch may touch
+    max_bytes: int = 1_000_000  # new content written by a reply / size of a patch
+    # A model reply larger than this is refused before it is parsed at all: a 1 MB edit in
+    # SEARCH/REPLACE form (old and new text) fits, a runaway or hostile 10 MB reply does not.
+    max_reply_bytes: int = 2_000_000
+    # SEARCH/REPLACE blocks or diff hunks in one reply: each is placed by a scan of its file, so
+    # a reply of tens of thousands of tiny edits would take seconds to minutes to refuse.
+    max_edits: int = 1_000
+
+
+DEFAULT_POLICY = PathPolicy()
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_DRIVE = re.compile(r"[A-Za-z]:")
+_MAX_PATH_BYTES = 4096
+_MAX_NAME_BYTES = 255
+
+
+def validate_path(path: str, policy: PathPolicy = DEFAULT_POLICY) -> str:
+    """The normalised form of `path` ("./a//b" -> "a/b"), or PolicyError naming path and rule.
+
+    `policy` carries no per-path rule today; it is accepted so callers need not change when one
+    is added. Protected paths (tests, CI configuration...) are decided elsewhere.
+    """
+    if not isinstance(path, str):
+        raise PolicyError(f"The path {path!r} is refused: it is empty.")
+    return _validated(path, policy)
+
+
+@lru_cache(maxsize=4096)
+def _validated(path: str, policy: PathPolicy) -> str:
+    def refuse(rule: str) -> PolicyError:
+        return PolicyError(f"The path {path!r} is refused: {rule}.")
+
+    if not isinstance(path, str) or not path.strip():
+        raise refuse("it is empty")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise refuse("it is not valid UTF-8") from None
+    if _CONTROL.search(path):
+        raise refuse("it contains a NUL or another control character")
+    if path.startswith(("/", "\\")) or _DRIVE.match(path):
+        raise refuse("it is absolute; use a path relative to the repository root")
+    if "\\" in path:
+        raise refuse("it contains a backslash; separate directories with /")
+    if path.endswith("/"):
+        raise refuse("it names a directory, not a file")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise refuse("it contains a '..' component, which could leave the repository")
+    if not parts:
+        raise refuse("it is empty")
+    if any(part.lower() == ".git" for part in parts):
+        raise refuse("it is inside the .git directory")
+    if parts[-1].lower().startswith(".git"):
+        raise refuse("git's own files (.git, .gitignore, .gitmodules, .gitattributes...) "
+                     "may not be changed")
+    normalised = "/".join(parts)
+    if len(normalised.encode("utf-8")) > _MAX_PATH_BYTES:
+        raise refuse(f"it is longer than {_MAX_PATH_BYTES} bytes")
+    if any(len(part.encode("utf-8")) > _MAX_NAME_BYTES for part in parts):
+        raise refuse(f"one of its names is longer than {_MAX_NAME_BYTES} bytes")
+    return normalised
+
+
+
+def check_file_count(paths: Iterable[str], policy: PathPolicy = DEFAULT_POLICY,
+                     what: str = "The edits") -> None:
+    """PolicyError when more than `policy.max_files` distinct paths are touched."""
+    count = len(set(paths))
+    if count > policy.max_files:
+        raise PolicyError(f"{what} touch {count} files, more than the limit of "
+                          f"{policy.max_files}; change fewer files at once.")
+
+
+def check_edit_count(count: int, policy: PathPolicy, what: str) -> None:
+    """PolicyError when one reply holds more than `policy.max_edits` blocks or hunks."""
+    if count > policy.max_edits:
+        raise PolicyError(f"Your reply has {count:,} {what}, more than the limit of "
+                          f"{policy.max_edits:,} in one reply; change fewer places at once.")
+
+
+def check_reply_size(text: str, policy: PathPolicy = DEFAULT_POLICY) -> None:
+    """PolicyError, at once and without parsing, for a reply larger than the policy allows."""
+    limit = policy.max_reply_bytes
+    if len(text) > limit:  # characters never outnumber bytes: no need to encode
+        size = f"more than {limit:,} bytes"
+    else:
+        count = len(text.encode("utf-8", "surrogatepass"))
+        if count <= limit:
+            return
+        size = f"{count:,} bytes"
+    raise PolicyError(f"Your reply is {size} long, over the limit of {limit:,} bytes for one "
+                      "reply, so it was not read. Send only the edits, in small blocks, and "
+                      "change fewer or smaller files at once.")
+
+
+# =============================================================================================
+# Reading files (the only I/O here)
+# =============================================================================================
+
+
+def read_tree(root: str | Path, paths: Iterable[str],
+              policy: PathPolicy = DEFAULT_POLICY) -> dict[str, str | None]:
+    """The current text of each path under `root`, keyed by normalised path; None if missing.
+
+    Bytes are decoded as UTF-8 with line endings untouched. PolicyError for a refused path or a
+    path through a symbolic link; EditError for a directory or a file that is not UTF-8 text.
+    """
+    base = Path(root)
+    out: dict[str, str | None] = {}
+    for raw in paths:
+        path = validate_path(raw, policy)
+        target = base
+        for part in path.split("/"):
+            target = target / part
+            if target.is_symlink():
+                raise PolicyError(f"The path {path!r} is refused: {target.relative_to(base)} "
+                                  "is a symbolic link.")
+        if not target.exists():
+            out[path] = None
+            continue
+        if not target.is_file():
+            raise EditError(f"{path} is not a regular file, so it cannot be edited.")
+        try:
+            out[path] = target.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise EditError(f"{path} is not UTF-8 text, so it cannot be edited.") from None
+    return out
