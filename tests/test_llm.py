@@ -14,7 +14,6 @@ from typing import Any
 
 import openai
 import pytest
-from openai_server import Answer, Fault, OpenAIServer
 
 from selfcode.config import LLMConfig
 from selfcode.errors import ConfigError, LLMError
@@ -32,6 +31,8 @@ from selfcode.llm import (
     make_llm,
 )
 from selfcode.testing import FunctionLLM, ScriptedLLM
+
+from openai_server import Answer, Fault, OpenAIServer
 
 USER = [{"role": "system", "content": "You write patches."}, {"role": "user", "content": "hi"}]
 

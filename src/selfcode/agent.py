@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from selfcode.archive import Archive
 from selfcode.config import Settings
 from selfcode.context import Attempt, editable_sources, repo_map
 from selfcode.edits import apply_edits, parse_reply, read_tree, render_diff, touched_paths
@@ -64,16 +65,19 @@ Recheck = Callable[[bytes, str], Verdict]
 class Agent:
     def __init__(self, *, settings: Settings, llm: LLM, judge: Judge, worktree: RunWorktree,
                  history: History, run_id: str, observer: Observer, recheck: Recheck,
-                 entry_points: list[str]) -> None:
+                 entry_points: list[str], archive: Archive, start: int = 1,
+                 tally: Tally | None = None) -> None:
         self.settings, self.llm, self.judge = settings, llm, judge
         self.worktree, self.history, self.run_id = worktree, history, run_id
         self.observer, self.recheck, self.entry_points = observer, recheck, entry_points
-        self.tally = Tally()
+        self.archive, self.start = archive, start
+        self.tally = tally or Tally()
 
     def run(self) -> str:
         """Iterate until a stop condition; returns the reason the run stopped."""
         try:
-            for n in range(1, self.settings.agent.iterations + 1):
+            self._check_budget()
+            for n in range(self.start, self.settings.agent.iterations + 1):
                 self.step(n)
                 self._check_budget()
             raise IterationsDone(f"all {self.settings.agent.iterations} iterations done")
@@ -102,11 +106,12 @@ class Agent:
             verdict = self._recheck(proposal.diff)
         self.history.update_candidate(self.run_id, n, verdict=verdict.model_dump())
         if not verdict.accepted:
+            self.archive.keep(n, parent, proposal.rationale, proposal.diff, verdict, "rejected")
             self._finish(n, "rejected", proposal.rationale, verdict.reasons, verdict)
             return
         self.observer.event("phase", "committing", n=n)
-        sha = self.worktree.commit_patch(proposal.diff, *self._commit_message(n, proposal,
-                                                                              verdict))
+        sha = self.archive.commit_accepted(self.worktree, n, proposal.rationale, proposal.diff,
+                                           verdict)
         self.history.update_candidate(self.run_id, n, commit_sha=sha)
         self.judge.set_baseline(self.worktree.tracked_tar())
         self.tally.accepted += 1
@@ -190,23 +195,3 @@ class Agent:
         self.observer.event("spend", f"${self.tally.cost_usd:.4f}", cost=self.tally.cost_usd,
                             tokens=self.tally.tokens)
         return reply
-
-    def _commit_message(self, n: int, proposal: Proposal,
-                        verdict: Verdict) -> tuple[str, dict[str, str]]:
-        first = proposal.rationale.strip().split("\n")[0].split(". ")[0].rstrip(".")
-        title = first or f"selfcode candidate {n}"
-        if len(title) > 72:
-            title = title[:71].rsplit(" ", 1)[0] + "…"
-        deltas = [f"{b.name}: {b.ratio:.3f}x time (p={b.p_value:.2g}, {b.verdict})"
-                  for b in verdict.benchmarks if b.ratio is not None]
-        body = "\n".join([title, "", proposal.rationale.strip(), "", "Measured:", *deltas])
-        tests = verdict.tests
-        trailers = {
-            "Selfcode-Run": self.run_id,
-            "Selfcode-Candidate": str(n),
-            "Selfcode-Speedup": f"{verdict.speedup():.3f}x" if verdict.speedup() else "n/a",
-            "Selfcode-Tests": (f"{tests.candidate.passed} passed, {tests.candidate.failed} failed,"
-                               f" {tests.candidate.skipped} skipped" if tests else "n/a"),
-            "Selfcode-Model": self.llm.model,
-        }
-        return body, trailers

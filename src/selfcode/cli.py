@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from selfcode import __version__
+from selfcode.cli_review import review_app
 from selfcode.config import load_settings
 from selfcode.errors import SelfcodeError
 
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="Build and inspect the sandbox image.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(review_app)
 err = Console(stderr=True)
 
 PathArg = Annotated[Path, typer.Argument(help="A directory inside the target git repository.")]
@@ -89,8 +91,9 @@ def main(
 @app.command()
 def improve(
     path: PathArg = Path("."),
-    goal: Annotated[str | None, typer.Option(help="What to improve, in words; 'speed' or "
-                                             "'fix' also choose how candidates are judged.")] = None,
+    goal: Annotated[str | None, typer.Option(
+        help="What to improve, in words; 'speed', 'fix' or 'metric' also choose how "
+        "candidates are judged.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Candidates to try.", min=1)] = None,
     model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. "
@@ -102,6 +105,12 @@ def improve(
                                                 "instead of calling an endpoint.")] = None,
     self_: Annotated[bool, typer.Option("--self", help="Improve selfcode's own source.")] = False,
     json_out: JsonOpt = False,
+    ci: Annotated[bool, typer.Option("--ci", help="Unattended: no colour, writes report.md and "
+                                     "summary.json to --out; exit 0 improved, 3 none, 2 error."
+                                     )] = False,
+    out: Annotated[Path, typer.Option("--out", help="Where --ci writes its files.")] = Path("."),
+    resume: Annotated[str | None, typer.Option("--resume", metavar="RUN", help="Continue an "
+                                               "interrupted run where it stopped.")] = None,
 ) -> None:
     """Ask the model for patches, judge each in the sandbox, commit the proven ones to a branch.
 
@@ -110,19 +119,34 @@ def improve(
     """
     from selfcode.report import ConsoleObserver
     from selfcode.workflows import improve as run_improve
+    from selfcode.workflows import resume_settings
 
     if self_:
         path = Path(__file__).resolve().parents[2]
-    gate_goal = goal if goal in ("speed", "fix") else None
+    gate_goal = goal if goal in ("speed", "fix", "metric") else None
+    console = Console(stderr=True, no_color=True, force_terminal=False) if ci else err
     with _errors():
-        settings = load_settings(path, _overrides(
+        overrides = _overrides(
             agent__goal=None if gate_goal else goal, agent__iterations=iterations,
             agent__budget_usd=budget_usd, llm__model=model, llm__base_url=base_url,
             llm__replay=replay, sandbox__backend=sandbox, sandbox__timeout=timeout,
             gate__goal=gate_goal,
-        ))
-        with ConsoleObserver(err) as observer:
-            summary = run_improve(path, settings, observer)
+        )
+        settings = (resume_settings(path, resume, overrides) if resume
+                    else load_settings(path, overrides))
+        with ConsoleObserver(console) as observer:
+            if ci:
+                from selfcode.ci import run_ci
+
+                code, data = run_ci(path, settings, observer, out, resume=resume)
+            else:
+                summary = run_improve(path, settings, observer, resume=resume)
+    if ci:
+        if json_out:
+            print(json.dumps(data, indent=2))
+        console.print(f"{data['title']}; report in {data['report']} (exit {code}).",
+                      markup=False, highlight=False)
+        raise typer.Exit(code)
     _print_summary(summary.model_dump(), json_out)
 
 
@@ -194,7 +218,7 @@ def demo(
         settings = load_settings(repo, _overrides(
             llm__replay=replay, llm__model="replay", sandbox__backend=backend,
             agent__iterations=3,
-        ), environ={})
+        ))
         with ConsoleObserver(err) as observer:
             summary = run_improve(repo, settings, observer)
     _print_summary(summary.model_dump(), json_out)
@@ -241,3 +265,31 @@ def sandbox_build(path: PathArg = Path(".")) -> None:
                            progress=lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
     print(tag)
 
+
+
+@app.command()
+def bench(
+    path: PathArg = Path("."),
+    aa: Annotated[int, typer.Option("--aa", min=3, help="A/A pairs to measure.")] = 20,
+    sandbox: SandboxOpt = None,
+    timeout: TimeoutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure the benchmarks' noise: the unchanged code against itself (A/A), in the sandbox.
+
+    Prints, per benchmark, the CPU-time spread of identical runs, the smallest speedup the gate
+    would then claim, and whether instruction counts repeat exactly.
+    """
+    from selfcode.calibration import aa_calibration
+    from selfcode.report import ConsoleObserver
+    from selfcode.report_noise import print_noise
+
+    with _errors():
+        settings = load_settings(path, _overrides(sandbox__backend=sandbox,
+                                                  sandbox__timeout=timeout))
+        with ConsoleObserver(err) as observer:
+            report = aa_calibration(path, settings, aa, observer)
+    if json_out:
+        print(report.model_dump_json(indent=2))
+    else:
+        print_noise(err, report)

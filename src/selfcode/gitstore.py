@@ -22,7 +22,7 @@ import socket
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +39,7 @@ BRANCH_PREFIX = "selfcode/"
 DEFAULT_IDENTITY = "selfcode <selfcode@localhost>"
 LOCK_FILE = "lock"
 WORKTREES_DIR = "worktrees"
+SCRATCH_DIR = "tmp"
 
 # Configuration forced on every git command: no hook or fsmonitor of the target ever runs,
 # and nothing may prompt for a signing passphrase.
@@ -91,6 +92,18 @@ def _parse_identity(identity: str) -> tuple[str, str]:
     if not match or not match["name"]:
         raise ValueError(f"identity must look like 'Name <email>', got {identity!r}")
     return match["name"], match["email"]
+
+
+def identity_env(author: str, committer: str | None = None) -> dict[str, str]:
+    """GIT_AUTHOR_* / GIT_COMMITTER_* for 'Name <email>' identities."""
+    author_name, author_email = _parse_identity(author)
+    committer_name, committer_email = _parse_identity(committer or author)
+    return {
+        "GIT_AUTHOR_NAME": author_name,
+        "GIT_AUTHOR_EMAIL": author_email,
+        "GIT_COMMITTER_NAME": committer_name,
+        "GIT_COMMITTER_EMAIL": committer_email,
+    }
 
 
 def _pid_alive(pid: int) -> bool:
@@ -339,6 +352,12 @@ class GitStore:
     def worktrees_dir(self) -> Path:
         return self.state_dir() / WORKTREES_DIR
 
+    def scratch(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
+        """A temporary directory under the state dir, so a crash's leftovers are found again."""
+        base = self.state_dir() / SCRATCH_DIR
+        base.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(prefix=prefix, dir=base)
+
     def lock(self, run_id: str | None = None) -> RepoLock:
         return RepoLock(self.state_dir(), run_id)
 
@@ -425,6 +444,131 @@ class GitStore:
                 result[current] = line[len("branch ") :]
         return result
 
+    # -- plumbing for the run's archive: loose commits, refs, notes --------------------------
+
+    def git(self, command: str, *args: str, env: Mapping[str, str] | None = None) -> str:
+        """Run one git command in the user's repository (no hooks, no fsmonitor); its stdout.
+
+        Never use it for porcelain that writes the user's index or working tree.
+        """
+        kwargs: dict[str, Any] = {"env": dict(env)} if env else {}
+        return str(self._git(command, *args, **kwargs))
+
+    def commit_diff(self, parent: str, diff: str, message: str, trailers: Trailers = (), *,
+                    author: str = DEFAULT_IDENTITY, committer: str | None = None) -> str:
+        """Commit `diff` applied to `parent` without any worktree, branch or the user's index.
+
+        The commit is made with plumbing (a private index, write-tree, commit-tree), so no
+        hook can run; it is reachable only through the ref the caller points at it.
+        """
+        parent_sha = self._commit(parent).hexsha
+        env = identity_env(author, committer)
+        with self.scratch("candidate-") as tmp:
+            env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+            patch_file, message_file = Path(tmp) / "candidate.diff", Path(tmp) / "message.txt"
+            patch_file.write_text(diff if diff.endswith("\n") else diff + "\n", "utf-8")
+            message_file.write_text(_commit_message(message, trailers), "utf-8")
+            self._git("read-tree", parent_sha, env=env)
+            self._git("apply", "--cached", "--whitespace=nowarn", str(patch_file), env=env)
+            tree = str(self._git("write-tree", env=env)).strip()
+            return str(self._git("commit-tree", tree, "-p", parent_sha, "-F", str(message_file),
+                                 env=env)).strip()
+
+    def ref_sha(self, ref: str) -> str | None:
+        """The commit `ref` points at, or None if there is no such ref."""
+        try:
+            out = self._repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+        except GitCommandError:
+            return None
+        return str(out).strip() or None
+
+    def update_ref(self, ref: str, sha: str, old: str | None = None,
+                   identity: str = DEFAULT_IDENTITY) -> None:
+        """Point `ref` at `sha`; with `old`, only if it still points there (compare-and-swap)."""
+        args = ["-m", "selfcode", ref, sha, *([old] if old is not None else [])]
+        self._git("update-ref", *args, env=identity_env(identity))
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        """Refs under `prefix` (e.g. 'refs/selfcode/<run>/') and the objects they name."""
+        out = str(self._git("for-each-ref", "--format=%(refname) %(objectname)", prefix))
+        return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+    def add_note(self, notes_ref: str, sha: str, text: str,
+                 identity: str = DEFAULT_IDENTITY) -> None:
+        """Attach (or replace) the note of `sha` under `notes_ref`."""
+        with self.scratch("note-") as tmp:
+            note_file = Path(tmp) / "note"
+            note_file.write_text(text, "utf-8")
+            self._git("notes", f"--ref={notes_ref}", "add", "-f", "-F", str(note_file), sha,
+                      env=identity_env(identity))
+
+    def note(self, notes_ref: str, sha: str) -> str | None:
+        try:
+            return str(self._repo.git.notes(f"--ref={notes_ref}", "show", sha))
+        except GitCommandError:
+            return None
+
+    def trailer_log(self, rev_range: str, key: str) -> list[tuple[str, str]]:
+        """(sha, value of trailer `key`) for each commit of `rev_range`, oldest first."""
+        fmt = f"--format=%H %(trailers:key={key},valueonly,separator=%x2C)"
+        out = str(self._git("log", "--reverse", fmt, rev_range))
+        return [(line[:40], line[41:].strip()) for line in out.splitlines() if len(line) >= 40]
+
+    def rebuild_branch(self, run_id: str, base: str, picks: Sequence[str], *,
+                       identity: str = DEFAULT_IDENTITY) -> list[str]:
+        """Make the run's branch `base` plus `picks` cherry-picked in order; the new shas.
+
+        Picking happens in a temporary worktree under the state directory, never in a
+        checkout of the user's; the branch moves only when every pick applied, and only if
+        nobody moved it meanwhile. A pick that does not apply raises PickConflict.
+        """
+        ref = "refs/heads/" + self._check_run_id(run_id)
+        old = self.ref_sha(ref)
+        if old is None:
+            raise GitError(f"There is no run branch {ref[11:]} in the repository at {self.root}.")
+        base_sha = self._commit(base).hexsha
+        path = self.worktrees_dir() / f"{run_id}.rebuild"
+        if path.exists():
+            with contextlib.suppress(GitError):
+                self._git("worktree", "remove", "--force", str(path))
+            _remove_tree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._git("worktree", "add", "--quiet", "--no-checkout", "--detach", str(path), base_sha)
+        new: list[str] = []
+        tree = RunWorktree(self, run_id, path)
+        try:
+            tree._reset()
+            for sha in picks:
+                try:
+                    tree._git("cherry-pick", "--no-rerere-autoupdate", sha,
+                              env=identity_env(identity))
+                except GitError as exc:
+                    with contextlib.suppress(GitError):
+                        tree._git("cherry-pick", "--abort")
+                    raise PickConflict(sha, str(exc)) from exc
+                new.append(tree.head())
+        finally:
+            tree.close()
+            with contextlib.suppress(GitError):
+                self._git("worktree", "remove", "--force", str(path))
+            _remove_tree(path)
+        self.update_ref(ref, new[-1] if new else base_sha, old, identity)
+        return new
+
+    def clear_ref_locks(self, *prefixes: str) -> list[str]:
+        """Remove `*.lock` files a killed git left on refs under `prefixes` (ours only)."""
+        removed = []
+        for prefix in prefixes:
+            target = self.common_dir / prefix
+            candidates = [Path(str(target) + ".lock")]
+            if target.is_dir():
+                candidates.extend(target.rglob("*.lock"))
+            for lock in candidates:
+                if lock.is_file():
+                    lock.unlink()
+                    removed.append(str(lock.relative_to(self.common_dir)))
+        return removed
+
     # -- runs -------------------------------------------------------------------------------
 
     def _check_run_id(self, run_id: str) -> str:
@@ -498,6 +642,18 @@ class GitStore:
         run._reset()
         return run
 
+    def remove_run_worktree(self, run_id: str) -> bool:
+        """Remove the worktree of run `run_id` (a crashed process's, locks and all), if any."""
+        self._check_run_id(run_id)
+        path = (self.worktrees_dir() / run_id).resolve()
+        found = path in self._worktrees()
+        if found:
+            self._git("worktree", "remove", "--force", str(path))
+        if path.exists() or path.is_symlink():
+            _remove_tree(path)
+            found = True
+        return found
+
     def prune_leftovers(self) -> list[str]:
         """Remove run worktrees left behind, except the one a live selfcode process holds.
 
@@ -513,6 +669,11 @@ class GitStore:
                 return []  # a live run whose worktree we cannot tell apart: touch nothing
             if holder.run_id is not None:
                 keep.add(holder.run_id)
+        if holder is None or not holder.alive or holder.pid == os.getpid():
+            scratch = self.state_dir() / SCRATCH_DIR
+            if scratch.is_dir():
+                for leftover in scratch.iterdir():
+                    _remove_tree(leftover)
         base_resolved = base.resolve()
         registered = {
             p for p in self._worktrees() if p.parent == base_resolved and p.name not in keep
@@ -547,6 +708,14 @@ class GitStore:
             admin = path / admin
         admin = admin.resolve()
         return admin.exists() and self.common_dir not in admin.parents
+
+
+class PickConflict(GitError):
+    """A commit could not be cherry-picked while rebuilding a run's branch."""
+
+    def __init__(self, sha: str, detail: str) -> None:
+        super().__init__(f"Commit {sha[:10]} does not apply on the rebuilt branch: {detail}")
+        self.sha = sha
 
 
 def _blob_text(tree: Tree, path: str) -> str | None:
@@ -621,26 +790,20 @@ class RunWorktree:
         self,
         diff: str,
         message: str,
-        trailers: Mapping[str, str] | None = None,
+        trailers: Trailers | None = None,
         *,
         author: str = DEFAULT_IDENTITY,
         committer: str | None = None,
+        hooks: bool = False,
     ) -> str:
         """Apply a unified diff to the run's branch and commit it; return the new commit's sha.
 
-        No hook of the target runs. On any failure the worktree is reset to its HEAD and
-        GitError is raised.
+        No hook of the target runs unless `hooks` (the user's opt-in). On any failure the
+        worktree is reset to its HEAD and GitError is raised.
         """
-        author_name, author_email = _parse_identity(author)
-        committer_name, committer_email = _parse_identity(committer or author)
+        env = identity_env(author, committer)
         text = _commit_message(message, trailers or {})
-        env = {
-            "GIT_AUTHOR_NAME": author_name,
-            "GIT_AUTHOR_EMAIL": author_email,
-            "GIT_COMMITTER_NAME": committer_name,
-            "GIT_COMMITTER_EMAIL": committer_email,
-        }
-        with tempfile.TemporaryDirectory(prefix="selfcode-commit-") as tmp:
+        with self.store.scratch("commit-") as tmp:
             patch_file = Path(tmp) / "candidate.diff"
             message_file = Path(tmp) / "message.txt"
             with patch_file.open("w", encoding="utf-8", newline="") as fh:
@@ -650,16 +813,16 @@ class RunWorktree:
             try:
                 self._reset()
                 self._git("apply", "--index", "--whitespace=nowarn", str(patch_file))
-                self._git(
-                    "commit",
-                    "--quiet",
-                    "--no-verify",
-                    "--no-gpg-sign",
-                    "--cleanup=whitespace",
-                    "-F",
-                    str(message_file),
-                    env=env,
-                )
+                args = ["--quiet", "--no-gpg-sign", "--cleanup=whitespace", "-F",
+                        str(message_file)]
+                if hooks:
+                    try:
+                        self._with_hooks().commit(*args, env=env)
+                    except (GitCommandError, GitCommandNotFound) as exc:
+                        raise GitError(f"git commit (with the target's hooks, as configured) "
+                                       f"failed: {_git_failure(exc)}.") from exc
+                else:
+                    self._git("commit", "--no-verify", *args, env=env)
             except GitError as exc:
                 with contextlib.suppress(GitError):
                     self._reset()
@@ -667,6 +830,13 @@ class RunWorktree:
                     f"Could not commit the patch on {self.branch}: {str(exc).split(': ', 1)[-1]}"
                 ) from exc
         return self.head()
+
+    def _with_hooks(self) -> git.Git:
+        """A git command for this worktree that runs the target's hooks (the user opted in)."""
+        hooked = git.Git(self.path)
+        options = [o for o in _WORKTREE_CONFIG if not o.startswith("core.hooksPath=")]
+        _configure(hooked, self.git_dir, self.path.resolve(), options)
+        return hooked
 
     def remove(self) -> None:
         """Remove the worktree directory; the branch and its commits stay."""
@@ -676,10 +846,14 @@ class RunWorktree:
             _remove_tree(self.path)
 
 
-def _commit_message(message: str, trailers: Mapping[str, str]) -> str:
+Trailers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+def _commit_message(message: str, trailers: Trailers) -> str:
     body = message.strip() or "selfcode candidate"
     lines = []
-    for key, value in trailers.items():
+    pairs = list(trailers.items()) if isinstance(trailers, Mapping) else list(trailers)
+    for key, value in pairs:
         if not _TRAILER_KEY.fullmatch(key):
             raise ValueError(f"trailer key {key!r} must be letters, digits and '-'")
         lines.append(f"{key}: {' '.join(str(value).split())}")

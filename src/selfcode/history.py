@@ -283,7 +283,8 @@ class History:
 
     # -- candidates -------------------------------------------------------------------------
 
-    _CANDIDATE_FIELDS = ("parent_commit", "rationale", "diff", "status", "verdict", "commit_sha")
+    _CANDIDATE_FIELDS = ("parent_commit", "rationale", "diff", "status", "verdict", "commit_sha",
+                         "candidate_commit")
 
     def add_candidate(self, run_id: str, n: int, parent_commit: str | None) -> None:
         self._write(
@@ -293,7 +294,8 @@ class History:
         )
 
     def update_candidate(self, run_id: str, n: int, **fields: Any) -> None:
-        """Set any of parent_commit, rationale, diff, status, verdict (a dict), commit_sha."""
+        """Set any of parent_commit, rationale, diff, status, verdict (a dict), commit_sha,
+        candidate_commit."""
         unknown = set(fields) - set(self._CANDIDATE_FIELDS)
         if unknown:
             raise TypeError(f"update_candidate() got unknown fields: {', '.join(sorted(unknown))}")
@@ -386,3 +388,78 @@ class History:
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+
+    # -- resuming ---------------------------------------------------------------------------
+
+    def set_run_settings(self, run_id: str, settings: Mapping[str, Any]) -> None:
+        """Remember the settings a run uses, for `--resume`."""
+        self._write("UPDATE runs SET settings_json = ? WHERE id = ?",
+                    (_dumps(dict(settings)), run_id))
+
+    def run_settings(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT settings_json FROM runs WHERE id = ?",
+                               (run_id,)).fetchone()
+        return None if row is None else _loads(row[0])
+
+    def running_runs(self) -> list[str]:
+        """Runs still marked as running (under the repository lock: runs that died)."""
+        return [r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")]
+
+    def candidate_usage(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """Per candidate: the model asked, tokens, cost and the number of exchanges."""
+        rows = self._rows(
+            "SELECT candidate_n AS n, MAX(model) AS model, COUNT(*) AS exchanges,"
+            " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+            " COALESCE(SUM(completion_tokens), 0) AS completion_tokens,"
+            " COALESCE(SUM(cost_usd), 0.0) AS cost_usd, COALESCE(SUM(latency_s), 0.0) AS latency_s"
+            " FROM exchanges WHERE run_id = ? AND candidate_n IS NOT NULL GROUP BY candidate_n",
+            (run_id,),
+        )
+        return {int(row.pop("n")): row for row in rows}
+
+    # -- review -----------------------------------------------------------------------------
+
+    def add_review(self, run_id: str, n: int, decision: str, reviewer: str,
+                   note: str = "") -> None:
+        if decision not in REVIEW_DECISIONS:
+            raise ValueError(f"unknown review decision {decision!r}")
+        self._write(
+            "INSERT INTO reviews (run_id, n, decision, reviewer, note, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, n, decision, reviewer, note, _now()),
+        )
+
+    def reviews(self, run_id: str) -> list[dict[str, Any]]:
+        """Every decision on the run's candidates, oldest first."""
+        return self._rows("SELECT * FROM reviews WHERE run_id = ? ORDER BY id", (run_id,))
+
+    def decisions(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """The latest decision on each reviewed candidate."""
+        return {int(row["n"]): row for row in self.reviews(run_id)}
+
+
+# -- m002: the git archive, resumable runs and human review ------------------------------------
+
+REVIEW_DECISIONS = ("approved", "rejected")
+
+
+@migration
+def m002_archive_resume_review(db: sqlite3.Connection) -> None:
+    # The commit kept under refs/selfcode/<run>/<n> for a candidate (accepted or not).
+    db.execute("ALTER TABLE candidates ADD COLUMN candidate_commit TEXT")
+    # The settings a run started with, so `--resume` continues it the same way.
+    db.execute("ALTER TABLE runs ADD COLUMN settings_json TEXT")
+    db.execute(
+        f"""
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            n INTEGER NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN {_in(REVIEW_DECISIONS)}),
+            reviewer TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX reviews_by_run ON reviews (run_id, n)")

@@ -5,11 +5,20 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Self
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape as esc
+from rich.panel import Panel
 from rich.status import Status
+from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from selfcode.gate import Verdict
+from selfcode.plots import series_of, text_plot
+from selfcode.report_md import headline, speed_cell, tests_sentence, usage_sentence
+from selfcode.runview import CandidateView, RunView
+from selfcode.units import fmt_cost, fmt_sample, fmt_speedup, median
 
 _STATUS_STYLE = {"accepted": "bold green", "rejected": "red", "malformed": "yellow",
                  "unusable": "yellow", "abandoned": "dim"}
@@ -41,7 +50,7 @@ class ConsoleObserver:
         if self._status is not None:
             self._status.update(f"{where}{message}{spend}")
         else:
-            self.console.print(f"[dim]· {where}{message}[/]", highlight=False)
+            self.console.print(f"[dim]· {where}{esc(message)}[/]", highlight=False)
 
     def event(self, kind: str, message: str, **data: Any) -> None:
         if "n" in data:
@@ -53,15 +62,15 @@ class ConsoleObserver:
         elif kind == "repair":
             first = message.strip().splitlines()[0] if message.strip() else message
             self.console.print(f"  [yellow]↻ candidate {self.n}: reply unusable, asking for a "
-                               f"repair[/] [dim]({first[:120]})[/]", highlight=False)
+                               f"repair[/] [dim]({esc(first[:120])})[/]", highlight=False)
         elif kind == "candidate":
             self._print_candidate(message, data.get("reasons") or [], data.get("verdict"))
         elif kind == "warning":
-            self.console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+            self.console.print(f"[bold yellow]warning:[/] {esc(message)}", highlight=False)
         elif kind == "retry":
-            self.console.print(f"  [yellow]retrying:[/] {message}", highlight=False)
+            self.console.print(f"  [yellow]retrying:[/] {esc(message)}", highlight=False)
         else:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, markup=False)
 
     def _print_candidate(self, status: str, reasons: list[str],
                          verdict: dict[str, Any] | None) -> None:
@@ -73,20 +82,24 @@ class ConsoleObserver:
                 line += f" — {speedup:.2f}x faster"
         self.console.print(line, highlight=False)
         for reason in reasons[:4]:
-            self.console.print(f"    [dim]{reason[:300]}[/]", highlight=False)
+            self.console.print(f"    [dim]{esc(reason[:300])}[/]", highlight=False)
 
 
 def verdict_table(verdict: Verdict) -> Table:
-    table = Table(title="benchmarks (CPU seconds, paired)", title_justify="left")
-    for column in ("benchmark", "baseline median", "candidate median", "ratio", "p", "verdict"):
+    table = Table(title="benchmarks (baseline and candidate measured in pairs)",
+                  title_justify="left")
+    for column in ("benchmark", "metric", "baseline median", "candidate median", "change", "p",
+                   "runs", "verdict"):
         table.add_column(column)
     for bench in verdict.benchmarks:
-        def median(xs: list[float]) -> str:
-            return f"{sorted(xs)[len(xs) // 2]:.4f}" if xs else "-"
-        table.add_row(bench.name, median(bench.baseline), median(bench.candidate),
-                      f"{bench.ratio:.3f}" if bench.ratio else "-",
-                      f"{bench.p_value:.2g}" if bench.p_value is not None else "-",
-                      bench.verdict)
+        for s in series_of(bench):
+            mb, mc = median(s.baseline), median(s.candidate)
+            table.add_row(s.name, s.metric,
+                          fmt_sample(s.metric, mb) if mb is not None else "-",
+                          fmt_sample(s.metric, mc) if mc is not None else "-",
+                          fmt_speedup(s.ratio) if s.ratio else "-",
+                          f"{s.p_value:.2g}" if s.p_value is not None else "-",
+                          str(len(s.baseline)), s.verdict)
     return table
 
 
@@ -95,7 +108,7 @@ def print_verdict(console: Console, verdict: Verdict) -> None:
     console.print(f"[{style}]{verdict.status.upper()}[/] (goal: {verdict.goal}, "
                   f"sandbox: {verdict.sandbox})", highlight=False)
     for reason in verdict.reasons:
-        console.print(f"  - {reason}", highlight=False)
+        console.print(f"  - {esc(reason)}", highlight=False)
     if verdict.tests:
         t = verdict.tests
         console.print(f"tests: baseline {t.baseline.passed} passed / {t.baseline.failed} failed"
@@ -105,3 +118,80 @@ def print_verdict(console: Console, verdict: Verdict) -> None:
         console.print(verdict_table(verdict))
     console.print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in verdict.timings.items()),
                   highlight=False)
+
+
+# -- history: `selfcode runs` and `selfcode show` -----------------------------------------------
+
+
+def runs_table(views: list[RunView]) -> Table:
+    targets = sorted({v.repo for v in views})
+    table = Table(title=f"selfcode runs of {', '.join(targets)}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    table.add_column("run", no_wrap=True, min_width=20)
+    table.add_column("date", min_width=5, max_width=11)
+    table.add_column("status", no_wrap=True)
+    table.add_column("goal", min_width=8)
+    for column in ("accepted", "best", "cost"):
+        table.add_column(column, no_wrap=True, justify="right")
+    for v in views:
+        table.add_row(v.run_id, v.started_at[5:16].replace("T", " "), v.status, v.goal,
+                      f"{v.accepted} of {len(v.candidates)}",
+                      f"{v.best_speedup:.2f}x" if v.best_speedup else "-",
+                      fmt_cost(v.cost_usd))
+    return table
+
+
+def print_run(console: Console, view: RunView) -> None:
+    """A run: what it was asked, what it found, and a line per candidate."""
+    console.print(f"[bold]{esc(headline(view))}[/]", highlight=False)
+    console.print(f"run {view.run_id} on {view.repo}; base {view.base_commit[:10]}, branch "
+                  f"{view.branch}" + (f" at {view.branch_head[:10]}" if view.branch_head else "")
+                  + f"\nmodel {view.model}, {view.sandbox} sandbox, status {view.status}"
+                  + (f" ({view.stop_reason})" if view.stop_reason else "")
+                  + f"\ngoal: {view.goal}\ncost {fmt_cost(view.cost_usd)}, {view.tokens} tokens,"
+                  f" {view.wall_s:.1f}s", highlight=False, markup=False)
+    table = Table(title_justify="left")
+    for column in ("#", "status", "change", "speed", "tests p/f/s", "review"):
+        table.add_column(column, overflow="fold")
+    for c in view.candidates:
+        v = c.verdict
+        tests = (f"{v.tests.candidate.passed}/{v.tests.candidate.failed}/"
+                 f"{v.tests.candidate.skipped}" if v and v.tests else "-")
+        style = _STATUS_STYLE.get(c.status, "")
+        table.add_row(str(c.n), f"[{style}]{c.status}[/]", esc(c.title), speed_cell(c), tests,
+                      c.review.decision if c.review else "")
+    console.print(table)
+    console.print(f"[dim]selfcode show {view.run_id}/N for one candidate[/]", highlight=False)
+
+
+def print_candidate(console: Console, view: RunView, cand: CandidateView) -> None:
+    """One candidate: what changed, why, the evidence, the tests, the cost."""
+    style = _STATUS_STYLE.get(cand.status, "")
+    console.rule(f"[bold]candidate {cand.n}[/] of run {view.run_id}: [{style}]{cand.status}[/]"
+                 f" — {speed_cell(cand)}")
+    console.print(f"[bold]{esc(cand.title)}[/]", highlight=False)
+    if cand.rationale.strip():
+        console.print(Panel(Text(cand.rationale.strip()), title="why (the model's rationale)",
+                            title_align="left"))
+    v = cand.verdict
+    for reason in cand.reasons:
+        console.print(f"[red]- {esc(reason)}[/]", highlight=False)
+    if v is not None and v.benchmarks:
+        console.print(verdict_table(v))
+        for b in v.benchmarks:
+            for series in series_of(b):
+                console.print(text_plot(series), highlight=False, markup=False)
+    console.print(f"tests: {tests_sentence(v)}", highlight=False, markup=False)
+    console.print(f"cost: {usage_sentence(cand)}"
+                  + (f"; judged in {v.timings.get('total', 0):.1f}s ({v.sandbox} sandbox)"
+                     if v else ""), highlight=False, markup=False)
+    where = (f"commit {cand.commit[:10]} on {view.branch}" if cand.on_branch and cand.commit
+             else "not on the branch")
+    console.print(f"git: {where}; ref {cand.ref or 'none'}"
+                  + (f" ({cand.candidate_commit[:10]})" if cand.candidate_commit else ""),
+                  highlight=False, markup=False)
+    if cand.review:
+        console.print(f"review: {cand.review.decision} by {cand.review.reviewer} "
+                      f"{cand.review.note}".rstrip(), highlight=False, markup=False)
+    if cand.diff:
+        console.print(Syntax(cand.diff, "diff", theme="ansi_dark", word_wrap=True))
