@@ -6,22 +6,20 @@ and every way out goes through the same bookkeeping.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from selfcode.archive import Archive
+from selfcode.budget import Budget
 from selfcode.config import Settings
-from selfcode.context import Attempt, editable_sources, repo_map
-from selfcode.edits import apply_edits, parse_reply, read_tree, render_diff, touched_paths
-from selfcode.errors import EditError
+from selfcode.context import Attempt
 from selfcode.evaluate import Judge
-from selfcode.gate import Verdict, protected_violations
+from selfcode.gate import Verdict
 from selfcode.gitstore import RunWorktree
 from selfcode.history import History
-from selfcode.llm import LLM, Message, Reply
-from selfcode.prompts import render
+from selfcode.llm import LLM, Reply
+from selfcode.propose import Proposer
 
 
 class StopRun(Exception):
@@ -41,13 +39,6 @@ class Observer(Protocol):
 
 
 @dataclass
-class Proposal:
-    rationale: str = ""
-    diff: str = ""
-    error: str | None = None
-
-
-@dataclass
 class Tally:
     candidates: int = 0
     accepted: int = 0
@@ -57,6 +48,8 @@ class Tally:
     commits: list[str] = field(default_factory=list)
     best_speedup: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    aa_sentinels: int = 0
+    aa_false_accepts: int = 0
 
 
 Recheck = Callable[[bytes, str], Verdict]
@@ -72,12 +65,19 @@ class Agent:
         self.observer, self.recheck, self.entry_points = observer, recheck, entry_points
         self.archive, self.start = archive, start
         self.tally = tally or Tally()
+        self.budget = Budget.from_config(settings.agent, spent_usd=self.tally.cost_usd,
+                                         tokens=self.tally.tokens)
+        self.proposer = Proposer(
+            settings=settings, llm=llm, worktree=worktree, history=history, run_id=run_id,
+            observer=observer, entry_points=entry_points, judge_goal=judge.goal,
+            benchmarks=sorted(judge.benchmarks), on_reply=self._charge)
 
     def run(self) -> str:
         """Iterate until a stop condition; returns the reason the run stopped."""
         try:
             self._check_budget()
             for n in range(self.start, self.settings.agent.iterations + 1):
+                self._sentinel(n)
                 self.step(n)
                 self._check_budget()
             raise IterationsDone(f"all {self.settings.agent.iterations} iterations done")
@@ -85,16 +85,42 @@ class Agent:
             return str(stop)
 
     def _check_budget(self) -> None:
-        budget = self.settings.agent.budget_usd
-        if budget is not None and self.tally.cost_usd >= budget:
-            raise BudgetExhausted(f"budget of ${budget:.2f} reached")
+        reason = self.budget.exceeded()
+        if reason:
+            raise BudgetExhausted(reason)
+
+    def _charge(self, reply: Reply) -> None:
+        self.budget.charge(reply)
+        self.tally.cost_usd += reply.cost_usd
+        self.tally.tokens += reply.usage.prompt_tokens + reply.usage.completion_tokens
+        if not reply.priced and not self.tally.unpriced:
+            warning = self.budget.unenforced()
+            if warning:
+                self.observer.event("warning", warning)
+        self.tally.unpriced |= not reply.priced
+        self.observer.event("spend", f"${self.tally.cost_usd:.4f}", cost=self.tally.cost_usd,
+                            tokens=self.tally.tokens)
+
+    def _sentinel(self, n: int) -> None:
+        """Every so often, judge the unchanged code against itself: noise must not pass."""
+        every = self.settings.gate.sentinel_every
+        if not every or n == 1 or (n - 1) % every:
+            return
+        self.tally.aa_sentinels += 1
+        if self.judge.sentinel():
+            self.tally.aa_false_accepts += 1
+            self.history.add_event(self.run_id, "aa-false-accept",
+                                   "the A/A sentinel was judged faster", candidate_n=n)
+            self.observer.event("warning", "An A/A sentinel (the unchanged code against "
+                                "itself) was judged faster: the machine is noisier than the "
+                                "calibration said.")
 
     def step(self, n: int) -> None:
         parent = self.worktree.head()
         self.history.add_candidate(self.run_id, n, parent)
         self.tally.candidates += 1
         self.observer.event("phase", "asking the model", n=n)
-        proposal = self.propose(n)
+        proposal = self.proposer.propose(n, self.tally.attempts, self._check_budget)
         if proposal.error:
             self._finish(n, "malformed", proposal.rationale, [proposal.error])
             return
@@ -135,63 +161,3 @@ class Agent:
         self.tally.attempts.append(Attempt(n=n, summary=summary, status=status, reasons=reasons))
         self.observer.event("candidate", status, n=n, reasons=reasons,
                             verdict=verdict.model_dump() if verdict else None)
-
-    def _messages(self, n: int) -> list[Message]:
-        root = self.worktree.path
-        files = self.worktree.list_files()
-        protected = self.settings.gate.protected
-        sources = editable_sources(root, files, self.entry_points, protected,
-                                   self.settings.agent.max_context_chars)
-        user = render(
-            "propose", goal=self.settings.agent.goal, judge_goal=self.judge.goal,
-            min_improvement_pct=round(self.settings.gate.min_improvement * 100, 1),
-            alpha=self.settings.gate.alpha, benchmarks=sorted(self.judge.benchmarks),
-            repo_map=repo_map(root, files), files=sources,
-            readonly=protected_violations(sources, protected), attempts=self.tally.attempts,
-        )
-        return [{"role": "system", "content": render("system")},
-                {"role": "user", "content": user}]
-
-    def propose(self, n: int) -> Proposal:
-        """Ask, parse and apply on the host side; format errors go back to the model."""
-        messages = self._messages(n)
-        error = "no reply"
-        rationale = ""
-        for turn in range(self.settings.agent.repair_turns + 1):
-            reply = self._ask(n, turn, messages)
-            try:
-                parsed = parse_reply(reply.text)
-                rationale = parsed.rationale
-                paths = touched_paths(parsed.edits)
-                # Read from disk with the policy: a symlinked path is refused, not followed.
-                old = read_tree(self.worktree.path, paths)
-                new = apply_edits(old, parsed.edits)
-                diff = render_diff(old, new)
-                if not diff.strip():
-                    raise EditError("Your edits change nothing; propose a real change.")
-                return Proposal(rationale=rationale, diff=diff)
-            except EditError as exc:
-                error = str(exc)
-                self.history.add_event(self.run_id, "edit-error", error, candidate_n=n)
-                self.observer.event("repair", error, n=n, turn=turn)
-                messages = [*messages, {"role": "assistant", "content": reply.text},
-                            {"role": "user", "content": render("repair", error=error)}]
-        return Proposal(rationale=rationale, error=f"no usable edit after repairs: {error}")
-
-    def _ask(self, n: int, turn: int, messages: list[Message]) -> Reply:
-        started = time.perf_counter()
-        try:
-            reply = self.llm.complete(messages)
-        except Exception as exc:
-            self.history.add_exchange(self.run_id, n, turn, self.llm.model, messages, "", 0, 0,
-                                      0.0, time.perf_counter() - started, error=str(exc))
-            raise
-        self.history.add_exchange(self.run_id, n, turn, reply.model, messages, reply.text,
-                                  reply.usage.prompt_tokens, reply.usage.completion_tokens,
-                                  reply.cost_usd, reply.latency_s)
-        self.tally.cost_usd += reply.cost_usd
-        self.tally.tokens += reply.usage.prompt_tokens + reply.usage.completion_tokens
-        self.tally.unpriced |= not reply.priced
-        self.observer.event("spend", f"${self.tally.cost_usd:.4f}", cost=self.tally.cost_usd,
-                            tokens=self.tally.tokens)
-        return reply

@@ -111,6 +111,16 @@ def improve(
     out: Annotated[Path, typer.Option("--out", help="Where --ci writes its files.")] = Path("."),
     resume: Annotated[str | None, typer.Option("--resume", metavar="RUN", help="Continue an "
                                                "interrupted run where it stopped.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(
+        "--max-tokens", help="Stop once the run has used this many tokens.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        "--max-minutes", help="Stop once the run has taken this long.")] = None,
+    edit_format: Annotated[str | None, typer.Option(
+        "--edit-format", help="How the model writes edits: auto, search-replace, udiff, "
+        "whole.")] = None,
+    record: Annotated[Path | None, typer.Option(
+        "--record", help="Append every model exchange to this JSONL file; --replay plays it "
+        "back.")] = None,
 ) -> None:
     """Ask the model for patches, judge each in the sandbox, commit the proven ones to a branch.
 
@@ -130,7 +140,8 @@ def improve(
             agent__goal=None if gate_goal else goal, agent__iterations=iterations,
             agent__budget_usd=budget_usd, llm__model=model, llm__base_url=base_url,
             llm__replay=replay, sandbox__backend=sandbox, sandbox__timeout=timeout,
-            gate__goal=gate_goal,
+            gate__goal=gate_goal, agent__max_tokens_total=max_tokens,
+            agent__max_minutes=max_minutes, llm__edit_format=edit_format, llm__record=record,
         )
         settings = (resume_settings(path, resume, overrides) if resume
                     else load_settings(path, overrides))
@@ -154,11 +165,15 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print(json.dumps(summary, indent=2))
         return
-    speed = f", best {summary['best_speedup']:.2f}x faster" if summary["best_speedup"] else ""
+    speed = (f", best gain {summary['best_speedup']:.2f}x in the judged metric"
+             if summary["best_speedup"] else "")
     cost = f"${summary['cost_usd']:.4f}" + ("" if summary["cost_known"] else " (some unpriced)")
     err.print(f"\n[bold]{summary['accepted']} of {summary['candidates']} candidates accepted"
               f"{speed}[/]; {summary['tokens']} tokens, {cost}, {summary['wall_s']:.1f}s. "
               f"Stopped: {summary['stop_reason']}.", highlight=False)
+    if summary.get("aa_sentinels"):
+        err.print(f"A/A sentinels: {summary['aa_false_accepts']} of {summary['aa_sentinels']} "
+                  "judged faster (the run's observed false-acceptance rate).", highlight=False)
     if summary["commits"]:
         err.print(f"Review: git log -p {summary['base_commit'][:10]}..{summary['branch']}",
                   highlight=False)

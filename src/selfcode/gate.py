@@ -74,6 +74,18 @@ class Verdict(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     sandbox: str = ""
 
+    def gain(self) -> str:
+        """The accepted gain as people say it, naming the metric it was measured in."""
+        best = min((b for b in self.benchmarks if b.verdict == "faster" and b.ratio),
+                   key=lambda b: b.ratio or 1.0, default=None)
+        if best is None or not best.ratio:
+            return ""
+        if best.metric == "instructions":
+            text = f"{1 / best.ratio:.2f}x fewer instructions"
+            cpu = (best.confirmation or {}).get("ratio")
+            return text + (f", {1 / cpu:.2f}x less CPU time" if cpu else "")
+        return f"{1 / best.ratio:.2f}x less CPU time"
+
     def speedup(self) -> float | None:
         """Baseline/candidate of the best faster benchmark (1.25 = 25 % faster)."""
         ratios = [b.ratio for b in self.benchmarks if b.verdict == "faster" and b.ratio]

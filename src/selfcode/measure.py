@@ -101,7 +101,8 @@ def measure(trees: Trees, spec: dict[str, list[str]], calibration: Calibration,
         improved = decision.improved
         big_wins = [v for v in instr if v.ratio and v.ratio <= CONFIRM_INSTRUCTION_WINS]
         if improved and big_wins and not reasons:
-            reasons += _confirm_in_time(trees, spec, calibration, big_wins, seed, progress)
+            reasons += _confirm_in_time(trees, spec, calibration, big_wins, seed,
+                                        config.screen_pairs, progress)
     if names["cpu_time"] and not reasons:
         time_verdicts, time_reasons = _two_stage(trees, spec, calibration, config,
                                                  names["cpu_time"], seed, progress)
@@ -113,11 +114,11 @@ def measure(trees: Trees, spec: dict[str, list[str]], calibration: Calibration,
 
 
 def _confirm_in_time(trees: Trees, spec: dict[str, list[str]], calibration: Calibration,
-                     wins: list[BenchVerdict], seed: int,
+                     wins: list[BenchVerdict], seed: int, pairs: int,
                      progress: Callable[[str], None]) -> list[str]:
     progress("confirming the instruction-count win in CPU time")
-    run = trees.run_benchmarks({v.name: spec[v.name] for v in wins}, calibration.pairs,
-                               seed + 500)
+    # As many pairs as a time screen: fewer could never reach p < 0.05 (6 pairs: p >= 1/64).
+    run = trees.run_benchmarks({v.name: spec[v.name] for v in wins}, pairs, seed + 500)
     reasons = []
     by_name = {v.name: v for v in wins}
     for bench in run.benchmarks:

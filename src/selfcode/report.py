@@ -76,10 +76,9 @@ class ConsoleObserver:
                          verdict: dict[str, Any] | None) -> None:
         style = _STATUS_STYLE.get(status, "")
         line = f"[{style}]candidate {self.n}: {status}[/]"
-        if verdict:
-            speedup = Verdict.model_validate(verdict).speedup()
-            if speedup and status == "accepted":
-                line += f" — {speedup:.2f}x faster"
+        if verdict and status == "accepted":
+            gain = Verdict.model_validate(verdict).gain()
+            line += f" — {gain}" if gain else ""
         self.console.print(line, highlight=False)
         for reason in reasons[:4]:
             self.console.print(f"    [dim]{esc(reason[:300])}[/]", highlight=False)

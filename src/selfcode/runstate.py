@@ -37,6 +37,10 @@ class RunSummary(BaseModel):
     cost_known: bool
     tokens: int
     wall_s: float
+    aa_sentinels: int = 0
+    """A/A checks inserted during the run (the unchanged code judged against itself)."""
+    aa_false_accepts: int = 0
+    """How many of them the gate called faster: the run's observed false-acceptance count."""
 
 
 def _verdict(row: dict[str, Any]) -> Verdict | None:
@@ -137,6 +141,7 @@ def summarize(history: History, run_id: str, status: str, stop: str, wall_s: flo
         candidates=tally.candidates, accepted=tally.accepted, commits=tally.commits,
         best_speedup=tally.best_speedup, cost_usd=tally.cost_usd,
         cost_known=not tally.unpriced, tokens=tally.tokens, wall_s=round(wall_s, 2),
+        aa_sentinels=tally.aa_sentinels, aa_false_accepts=tally.aa_false_accepts,
     )
 
 

@@ -406,6 +406,10 @@ def image_tag(
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:20]}"
 
 
+DEFAULT_BASE = SandboxConfig.model_fields["base_image"].default
+OFFLINE_BASE = "selfcode-base:bookworm"  # what sandbox/bootstrap-base.sh builds by default
+
+
 def ensure_image(
     config: SandboxConfig,
     state_dir: Path,
@@ -424,7 +428,13 @@ def ensure_image(
                 "existing image."
             )
         return config.image
-    return build_image(repo, state_dir, config.base_image, client=client, progress=progress).tag
+    base = config.base_image
+    if base == DEFAULT_BASE and not _image_exists(client, base) and _image_exists(
+            client, OFFLINE_BASE):
+        # An air-gapped machine that ran sandbox/bootstrap-base.sh has no use for a pull.
+        progress(f"{base} is not present; using the offline base image {OFFLINE_BASE}")
+        base = OFFLINE_BASE
+    return build_image(repo, state_dir, base, client=client, progress=progress).tag
 
 
 def build_image(
