@@ -1,0 +1,68 @@
+"""The goals other than speed: fix (more passing tests) and metric (a declared number)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from selfcode.config import GateConfig
+from selfcode.evaluate import Judge, discover_benchmarks
+from selfcode.gitstore import GitStore
+from selfcode.resources import harness_dir
+from selfcode.sandbox.local import LocalSandbox
+from selfcode.sandbox.trees import Trees
+
+from repos import make_repo, unified_diff
+
+LIB = "def double(x):\n    return x + x + 1\n\n\ndef score():\n    return 10\n"
+TESTS = ("from lib import double\n\n\ndef test_double():\n    assert double(2) == 4\n\n\n"
+         "def test_zero():\n    assert double(0) == 0\n")
+SCORE = "from lib import score\nprint(score())\n"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "r", {"lib.py": LIB, "tests/test_lib.py": TESTS,
+                                      "tools/score.py": SCORE})
+
+
+def judge_of(sandbox: LocalSandbox, repo: Path, **gate: object) -> Judge:
+    store = GitStore(repo)
+    config = GateConfig(**gate)
+    judge = Judge(Trees(sandbox, timeout=60), config,
+                  discover_benchmarks(store.list_files(), config, sandbox.python))
+    judge.set_baseline(store.tracked_tar())
+    return judge
+
+
+def test_fix_goal_accepts_a_fix_and_nothing_else(repo):
+    with LocalSandbox(harness_dir()) as box:
+        judge = judge_of(box, repo)
+        assert judge.goal == "fix"  # no benchmarks: the goal follows
+        fixed = judge.judge(unified_diff(repo, {"lib.py": LIB.replace("x + x + 1", "x + x")}))
+        assert fixed.accepted and fixed.tests is not None
+        assert fixed.tests.fixed == ["tests/test_lib.py::test_double",
+                                     "tests/test_lib.py::test_zero"]
+        same = judge.judge(unified_diff(repo, {"lib.py": LIB.replace("x + x + 1", "1 + x + x")}))
+        assert not same.accepted and same.reasons == ["no failing test was made to pass"]
+
+
+@pytest.mark.parametrize("direction, new_score, accepted", [
+    ("max", "12", True), ("max", "8", False), ("min", "8", True), ("min", "11", False)])
+def test_metric_goal(repo, direction, new_score, accepted):
+    with LocalSandbox(harness_dir()) as box:
+        judge = judge_of(box, repo, goal="metric", metric_command="python tools/score.py",
+                         metric_direction=direction)
+        diff = unified_diff(repo, {"lib.py": LIB.replace("return 10", f"return {new_score}")})
+        verdict = judge.judge(diff)
+        assert verdict.goal == "metric" and verdict.accepted is accepted, verdict.reasons
+        (measured,) = verdict.benchmarks
+        assert measured.baseline == [10.0] and measured.candidate == [float(new_score)]
+
+
+def test_metric_goal_needs_a_command(repo):
+    from selfcode.errors import ConfigError
+
+    with LocalSandbox(harness_dir()) as box, pytest.raises(ConfigError, match="metric_command"):
+        judge_of(box, repo, goal="metric")
