@@ -1,6 +1,7 @@
 """The frozen harness, run for real through the local sandbox."""
 
 import json
+import os
 
 import pytest
 
@@ -101,3 +102,20 @@ def test_report_is_json_on_last_line(trees):
     doc = json.loads(result.stdout.decode().strip().splitlines()[-1])
     assert doc["kind"] == "tests"
     assert TESTS  # the fixture the report describes
+
+
+def test_leftovers_of_dead_runs_are_swept(tmp_path):
+    import subprocess
+    import sys
+
+    from selfcode.sandbox.local import PREFIX, sweep_dead_sandboxes
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / f"{PREFIX}dead").mkdir()
+    (tmp_path / f"{PREFIX}dead" / "owner").write_text(dead)
+    (tmp_path / f"{PREFIX}live").mkdir()
+    (tmp_path / f"{PREFIX}live" / "owner").write_text(str(os.getpid()))
+    (tmp_path / f"{PREFIX}foreign").mkdir()  # no owner file: not ours to judge
+    assert sweep_dead_sandboxes(tmp_path) == [tmp_path / f"{PREFIX}dead"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{PREFIX}foreign", f"{PREFIX}live"]

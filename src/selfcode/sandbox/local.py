@@ -23,6 +23,7 @@ from selfcode.sandbox.base import ENV_ALLOWLIST, ExecResult
 from selfcode.sandbox.staging import unpack_tree
 
 MAX_OUTPUT = 8 * 1024 * 1024
+PREFIX = "selfcode-local-"
 WARNING = (
     "The local sandbox does not isolate: model-written code runs as you, with your files and "
     "network. Use the Docker sandbox for anything but trusted experiments."
@@ -34,7 +35,10 @@ class LocalSandbox:
     isolated = False
 
     def __init__(self, harness_dir: Path, python: str | None = None) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="selfcode-local-"))
+        sweep_dead_sandboxes()
+        self._dir = Path(tempfile.mkdtemp(prefix=PREFIX))
+        # Owner pid, so a later run can tell this directory from a live one after a SIGKILL.
+        (self._dir / "owner").write_text(str(os.getpid()))
         for sub in ("in", "w", "home", "tmp"):
             (self._dir / sub).mkdir()
         self.root = str(self._dir / "w")
@@ -124,6 +128,30 @@ class LocalSandbox:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def sweep_dead_sandboxes(parent: Path | None = None) -> list[Path]:
+    """Remove local sandbox directories whose owner process is gone (a killed run's leftovers)."""
+    removed = []
+    for path in (parent or Path(tempfile.gettempdir())).glob(f"{PREFIX}*"):
+        try:
+            owner = int((path / "owner").read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or not finished being created: leave it alone
+        if not _alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill_group(pid: int) -> None:
