@@ -78,3 +78,14 @@ def test_protect_also_extends_the_defaults(tmp_path):
     write(tmp_path, "pyproject.toml", '[tool.selfcode]\nprotect_also = ["src/pkg/gate.py"]\n')
     protected = load_settings(tmp_path, environ={}).gate.protected
     assert "src/pkg/gate.py" in protected and "**/conftest.py" in protected
+
+
+def test_git_identity_from_file_and_environment(tmp_path):
+    write(tmp_path, "pyproject.toml",
+          '[tool.selfcode.git]\nauthor = "Bot <bot@example.com>"\nhooks = true\n')
+    git = load_settings(tmp_path, environ={}).git
+    assert (git.author, git.hooks, git.attribution) == (
+        "Bot <bot@example.com>", True, "selfcode <selfcode@localhost>")
+    git = load_settings(tmp_path, environ={
+        "SELFCODE_GIT_CO_AUTHORS": "A <a@x>; B <b@y>", "SELFCODE_GIT_ATTRIBUTION": ""}).git
+    assert git.co_authors == ["A <a@x>", "B <b@y>"] and git.attribution is None

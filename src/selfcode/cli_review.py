@@ -138,6 +138,7 @@ def review(
     notes. Without --approve/--reject, asks for each candidate on the terminal.
     """
     from selfcode.commits import git_config_of
+    from selfcode.config import load_settings
     from selfcode.review import apply_review, reviewer_name
     from selfcode.runview import load_run, resolve_run
 
@@ -149,7 +150,7 @@ def review(
             if not decisions:
                 decisions = _ask(load_run(history, run_id, store))
             outcome = apply_review(store, history, run_id, decisions, reviewer_name(store),
-                                   git_config_of(None), note)
+                                   git_config_of(load_settings(store.root)), note)
         except SelfcodeError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(exc.exit_code) from None

@@ -1,62 +1,28 @@
 """What selfcode writes into git for a candidate: commit messages, trailers, notes, identity.
 
-Pure functions and one small config model; gitstore.py does the writing.
+Pure functions; gitstore.py does the writing. Identity comes from `[tool.selfcode.git]`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from selfcode.config import GitConfig, load_settings
 from selfcode.gate import Verdict
 from selfcode.plots import series_of
 from selfcode.units import fmt_sample, fmt_speedup, median
 
-SELFCODE_IDENTITY = "selfcode <selfcode@localhost>"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
-class GitConfig(BaseModel):
-    """How selfcode's commits are signed and attributed (`[tool.selfcode.git]` once wired)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    author: str = SELFCODE_IDENTITY
-    committer: str | None = None
-    # A `Co-authored-by` trailer for selfcode itself when the author is someone else.
-    attribution: str | None = SELFCODE_IDENTITY
-    co_authors: list[str] = Field(default_factory=list)
-    # Run the target's git hooks on selfcode's commits: opt-in only.
-    hooks: bool = False
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GitConfig:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        if env.get("SELFCODE_GIT_AUTHOR"):
-            values["author"] = env["SELFCODE_GIT_AUTHOR"]
-        if env.get("SELFCODE_GIT_COMMITTER"):
-            values["committer"] = env["SELFCODE_GIT_COMMITTER"]
-        if "SELFCODE_GIT_ATTRIBUTION" in env:
-            values["attribution"] = env["SELFCODE_GIT_ATTRIBUTION"] or None
-        if env.get("SELFCODE_GIT_CO_AUTHORS"):
-            values["co_authors"] = [c.strip() for c in env["SELFCODE_GIT_CO_AUTHORS"].split(";")
-                                    if c.strip()]
-        if env.get("SELFCODE_GIT_HOOKS"):
-            values["hooks"] = env["SELFCODE_GIT_HOOKS"].lower() in ("1", "true", "yes", "on")
-        return cls.model_validate(values)
-
-
 def git_config_of(settings: object) -> GitConfig:
-    """The settings' `git` section when config.py has one, else the SELFCODE_GIT_* environment."""
+    """The settings' `git` section; without settings, the defaults and SELFCODE_GIT_* vars."""
     section = getattr(settings, "git", None)
-    return section if isinstance(section, GitConfig) else GitConfig.from_env()
+    return section if isinstance(section, GitConfig) else load_settings(None).git
 
 
 def title_of(rationale: str, fallback: str) -> str:

@@ -154,11 +154,40 @@ class AgentConfig(_Section):
     max_minutes: float | None = Field(default=None, gt=0)
 
 
+SELFCODE_IDENTITY = "selfcode <selfcode@localhost>"
+
+
+class GitConfig(_Section):
+    """How selfcode's commits are signed and attributed."""
+
+    author: str = SELFCODE_IDENTITY
+    committer: str | None = None
+    # A `Co-authored-by` trailer for selfcode itself when the author is someone else.
+    attribution: str | None = SELFCODE_IDENTITY
+    co_authors: list[str] = Field(default_factory=list)
+    # Run the target's git hooks on selfcode's commits: opt-in only.
+    hooks: bool = False
+
+    @field_validator("co_authors", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        # From the environment: "A <a@x>; B <b@y>".
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(";") if part.strip()]
+        return value
+
+    @field_validator("attribution", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class Settings(_Section):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    git: GitConfig = Field(default_factory=GitConfig)
 
 
 # SELFCODE_<NAME> environment variables and where they land.
@@ -173,6 +202,11 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "SELFCODE_BASE_IMAGE": ("sandbox", "base_image"),
     "SELFCODE_IMAGE": ("sandbox", "image"),
     "SELFCODE_PAIRS": ("gate", "screen_pairs"),
+    "SELFCODE_GIT_AUTHOR": ("git", "author"),
+    "SELFCODE_GIT_COMMITTER": ("git", "committer"),
+    "SELFCODE_GIT_ATTRIBUTION": ("git", "attribution"),
+    "SELFCODE_GIT_CO_AUTHORS": ("git", "co_authors"),
+    "SELFCODE_GIT_HOOKS": ("git", "hooks"),
     "SELFCODE_ITERATIONS": ("agent", "iterations"),
     "SELFCODE_BUDGET_USD": ("agent", "budget_usd"),
     "SELFCODE_EDIT_FORMAT": ("llm", "edit_format"),
@@ -229,7 +263,7 @@ def _expand_shorthands(raw: dict[str, Any]) -> dict[str, Any]:
 def _env_config(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (section, field) in _ENV_KEYS.items():
-        if environ.get(name):
+        if environ.get(name) or (name == "SELFCODE_GIT_ATTRIBUTION" and name in environ):
             out = _deep_merge(out, {section: {field: environ[name]}})
     return out
 
