@@ -40,6 +40,7 @@ def _python() -> Check:
 
 def _docker(settings: Settings) -> list[Check]:
     from selfcode.sandbox.docker import base_image_present, docker_available
+    from selfcode.sandbox.image import DEFAULT_BASE, OFFLINE_BASE
 
     reason = docker_available()
     if reason is not None:
@@ -49,6 +50,10 @@ def _docker(settings: Settings) -> list[Check]:
     checks = [Check(name="docker engine", ok=True, detail="answers")]
     base = settings.sandbox.base_image
     present = base_image_present(base)
+    if not present and base == DEFAULT_BASE and base_image_present(OFFLINE_BASE):
+        checks.append(Check(name="base image", ok=True, detail=f"{base} is not present; the "
+                            f"offline base {OFFLINE_BASE} will be used"))
+        return checks
     checks.append(Check(
         name="base image", ok=present, required=False,
         detail=f"{base} is present" if present else
