@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from selfcode.archive import Archive
 from selfcode.budget import Budget
@@ -19,6 +18,7 @@ from selfcode.gate import Verdict
 from selfcode.gitstore import RunWorktree
 from selfcode.history import History
 from selfcode.llm import LLM, Reply
+from selfcode.observe import Observer
 from selfcode.propose import Proposer
 
 
@@ -34,8 +34,6 @@ class BudgetExhausted(StopRun):
     pass
 
 
-class Observer(Protocol):
-    def event(self, kind: str, message: str, **data: object) -> None: ...
 
 
 @dataclass

@@ -14,12 +14,14 @@ from selfcode.history import History
 RECORDED = ("start", "phase", "candidate", "note", "warning", "retry")
 
 
-class _Observer(Protocol):
+class Observer(Protocol):
+    """Anything that shows or records what a run is doing; one event at a time."""
+
     def event(self, kind: str, message: str, **data: Any) -> None: ...
 
 
 class RecordingObserver:
-    def __init__(self, inner: _Observer, history: History, run_id: str) -> None:
+    def __init__(self, inner: Observer, history: History, run_id: str) -> None:
         self.inner, self.history, self.run_id = inner, history, run_id
         self.n: int | None = None
 

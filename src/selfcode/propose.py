@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from selfcode.config import Settings
 from selfcode.context import Attempt, editable_sources, repo_map
@@ -20,12 +19,9 @@ from selfcode.gate import protected_violations
 from selfcode.gitstore import RunWorktree
 from selfcode.history import History
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
+from selfcode.observe import Observer
 from selfcode.prompts import render
 from selfcode.trim import PromptSections, trim_context
-
-
-class Observer(Protocol):
-    def event(self, kind: str, message: str, **data: object) -> None: ...
 
 
 @dataclass

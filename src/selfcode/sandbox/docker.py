@@ -70,7 +70,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import docker
 import docker.errors
@@ -80,6 +80,7 @@ from docker.types import LogConfig, Ulimit
 from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
+from selfcode.observe import Observer
 from selfcode.sandbox.base import ExecResult
 from selfcode.sandbox.image import docker_client, engine_problem, ensure_image
 from selfcode.sandbox.staging import unpack_tree
@@ -579,8 +580,6 @@ class DockerSandbox:
 # --- opening, cleanup and availability -------------------------------------------------------
 
 
-class Observer(Protocol):
-    def event(self, kind: str, message: str, **data: object) -> None: ...
 
 
 def open_docker_sandbox(
