@@ -66,3 +66,10 @@ def test_metric_goal_needs_a_command(repo):
 
     with LocalSandbox(harness_dir()) as box, pytest.raises(ConfigError, match="metric_command"):
         judge_of(box, repo, goal="metric")
+
+
+def test_pytest_args_select_what_is_judged(repo):
+    with LocalSandbox(harness_dir()) as box:
+        judge = judge_of(box, repo, pytest_args=["-k", "zero"])
+        assert judge._baseline_tests is not None
+        assert judge._baseline_tests.collected == ["tests/test_lib.py::test_zero"]

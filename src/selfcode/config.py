@@ -88,7 +88,9 @@ class GateConfig(_Section):
     refuse_context_probes: bool = True
     metric_command: str | None = None
     metric_direction: Literal["max", "min"] = "max"
-    test_command: list[str] = Field(default_factory=lambda: ["-m", "pytest"])
+    # Extra arguments for the judged pytest run (e.g. ["tests/unit"]); the harness always runs
+    # pytest itself, since the JUnit report and the collected ids come from it.
+    pytest_args: list[str] = Field(default_factory=list)
     benchmarks: dict[str, str] = Field(default_factory=dict)
     protected: list[str] = Field(
         default_factory=lambda: [

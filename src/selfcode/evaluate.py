@@ -11,7 +11,6 @@ import shlex
 import time
 from collections.abc import Callable
 from fnmatch import fnmatchcase
-from typing import Protocol
 
 from selfcode.config import GateConfig
 from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
@@ -29,14 +28,13 @@ from selfcode.gate import (
     protected_violations,
 )
 from selfcode.measure import Calibration, calibrate, measure
+from selfcode.observe import Observer
 from selfcode.sandbox.results import TestsRun
 from selfcode.sandbox.trees import Trees
 
 Progress = Callable[[str], None]
 
 
-class Observer(Protocol):
-    def event(self, kind: str, message: str, **data: object) -> None: ...
 
 
 def discover_benchmarks(files: list[str], config: GateConfig, python: str) -> dict[str, list[str]]:
@@ -90,7 +88,7 @@ class Judge:
         results = []
         for i in range(runs):
             self.progress("testing the baseline" + (f" ({i + 1} of {runs})" if runs > 1 else ""))
-            tests = self.trees.run_tests("a")
+            tests = self.trees.run_tests("a", self.config.pytest_args)
             if tests.outcomes is None or tests.collected is None or tests.timed_out:
                 tail = (tests.stderr_tail or tests.output_tail).strip()[-300:]
                 raise SandboxError(
@@ -156,7 +154,7 @@ class Judge:
 
         self.progress("testing")
         t0 = time.perf_counter()
-        cand_tests = self.trees.run_tests("b")
+        cand_tests = self.trees.run_tests("b", self.config.pytest_args)
         timings["tests"] = round(time.perf_counter() - t0, 4)
         tests, reasons = judge_tests(self._baseline_tests, cand_tests, self.quarantined)
         if reasons:
