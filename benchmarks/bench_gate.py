@@ -1,6 +1,6 @@
 """How often does the gate call noise an improvement, and how often does it see a real one?
 
-Runs selfcode's real measurement path (harness, local sandbox, `selfcode.measure`) on a small
+Runs selfcode's real measurement path (harness, local sandbox, `selfcode.gate.measure`) on a small
 fixture repository, many times:
 
 * A/A false acceptance: the unchanged tree judged against itself, with the time gate and with
@@ -32,11 +32,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from selfcode.config import GateConfig
-from selfcode.measure import BenchSetting, Calibration, calibrate, measure
+from selfcode.gate.measure import BenchSetting, Calibration, calibrate, measure
+from selfcode.gate.stats import median_rule, min_of_runs_rule, single_run_rule
 from selfcode.resources import harness_dir
 from selfcode.sandbox.local import LocalSandbox
 from selfcode.sandbox.trees import Trees
-from selfcode.stats import median_rule, min_of_runs_rule, single_run_rule
 
 WORK = '''def work(n, reps):
     total = 0

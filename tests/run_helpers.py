@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from selfcode.gate import BenchVerdict, PatchSummary, TestCounts, TestsVerdict, Verdict
+from selfcode.gate.rules import BenchVerdict, PatchSummary, TestCounts, TestsVerdict, Verdict
 
 from repos import GIT_ENV_ARGS
 
@@ -159,7 +159,7 @@ class _NoSandbox:
 
 
 def use_fake_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    import selfcode.workflows as workflows
+    import selfcode.run.workflows as workflows
 
     monkeypatch.setattr(workflows, "open_sandbox", lambda *a, **k: _NoSandbox())
     monkeypatch.setattr(workflows, "_judge_in", lambda *a, **k: FakeJudge())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcode.workflows import prepare_demo_repo
+from selfcode.run.workflows import prepare_demo_repo
 
 from run_helpers import git
 

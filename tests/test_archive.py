@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from selfcode.cli import app
+from selfcode.cli.app import app
 
 from run_helpers import (
     NO_EDIT,

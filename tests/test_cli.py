@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from selfcode.cli import app
-from selfcode.workflows import prepare_demo_repo
+from selfcode.cli.app import app
+from selfcode.run.workflows import prepare_demo_repo
 
 from repos import git
 

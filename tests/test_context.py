@@ -1,5 +1,5 @@
 from selfcode.config import GateConfig
-from selfcode.context import editable_sources, exercised_files, outline, repo_map
+from selfcode.prompt.context import editable_sources, exercised_files, outline, repo_map
 
 
 def test_outline_lists_signatures():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcode.workflows import prepare_demo_repo
+from selfcode.run.workflows import prepare_demo_repo
 
 from openai_server import Fault, OpenAIServer
 from run_helpers import NO_EDIT, git, snapshot, write_replay

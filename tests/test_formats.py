@@ -22,7 +22,7 @@ from selfcode.edits import (
     render_diff,
 )
 from selfcode.errors import EditError, PolicyError
-from selfcode.prompts import render
+from selfcode.prompt.render import render
 from selfcode.resources import prompts_dir
 
 Files = dict[str, str | None]

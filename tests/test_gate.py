@@ -1,7 +1,7 @@
 import pytest
 
 from selfcode.config import GateConfig
-from selfcode.gate import (
+from selfcode.gate.rules import (
     context_probes,
     fix_reason,
     flaky_tests,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from selfcode.errors import GitError, LockedError
-from selfcode.gitstore import GitStore, RepoLock, RunWorktree
+from selfcode.git.store import GitStore, RepoLock, RunWorktree
 
 CORE = (
     "def total(xs):\n    result = 0\n    for x in xs:\n        result = result + x\n"
@@ -553,7 +553,7 @@ def test_prune_leftovers_never_touches_the_users_own_worktrees(
 HOLDER = """
 import sys, time
 from pathlib import Path
-from selfcode.gitstore import RepoLock
+from selfcode.git.store import RepoLock
 lock = RepoLock(Path(sys.argv[1]), "other-run")
 lock.acquire()
 print("ready", flush=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from selfcode.config import GateConfig
-from selfcode.evaluate import Judge, discover_benchmarks
-from selfcode.gitstore import GitStore
+from selfcode.gate.judge import Judge, discover_benchmarks
+from selfcode.git.store import GitStore
 from selfcode.resources import harness_dir
 from selfcode.sandbox.local import LocalSandbox
 from selfcode.sandbox.trees import Trees

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from selfcode import history
 from selfcode.errors import SelfcodeError
-from selfcode.history import History, migrate, new_run_id
+from selfcode.history import db as history
+from selfcode.history.db import History, migrate, new_run_id
 
 RUN = {
     "repo": "/repo",
@@ -276,7 +276,7 @@ def test_writes_are_visible_to_another_connection_at_once(hist: History, db_path
 CRASHER = """
 import os, sys
 from pathlib import Path
-from selfcode.history import History
+from selfcode.history.db import History
 h = History(Path(sys.argv[1]))
 h.start_run("r1", "/repo", "abc", "selfcode/r1", "goal", "model", "local")
 h.add_candidate("r1", 1, "abc")

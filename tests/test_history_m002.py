@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcode.history import History
+from selfcode.history.db import History
 
 RUN = {"repo": "/r", "base_commit": "a" * 40, "branch": "selfcode/r1", "goal": "faster",
        "model": "m", "sandbox": "local"}

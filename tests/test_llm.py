@@ -17,7 +17,7 @@ import pytest
 
 from selfcode.config import LLMConfig
 from selfcode.errors import ConfigError, LLMError
-from selfcode.llm import (
+from selfcode.llm.client import (
     PRICES,
     ContextLengthError,
     OpenAILLM,

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from selfcode.budget import Budget
 from selfcode.config import AgentConfig, LLMConfig, load_settings
-from selfcode.context import Attempt
 from selfcode.doctor import run_checks
 from selfcode.errors import ConfigError, LLMError
-from selfcode.llm import (
+from selfcode.llm.client import (
     ContextLengthError,
     OpenAILLM,
     RecordingLLM,
@@ -25,8 +23,10 @@ from selfcode.llm import (
     make_llm,
     shrink_factor,
 )
+from selfcode.prompt.context import Attempt
+from selfcode.prompt.trim import PromptSections, trim_context
+from selfcode.run.ledger import Budget
 from selfcode.testing import FakeClock, ScriptedLLM
-from selfcode.trim import PromptSections, trim_context
 
 from openai_server import Answer, Fault, OpenAIServer
 

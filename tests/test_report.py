@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from selfcode.cli import app
-from selfcode.gate import BenchVerdict
-from selfcode.plots import Scale, Series, bench_svg, series_of, text_plot
+from selfcode.cli.app import app
+from selfcode.gate.rules import BenchVerdict
+from selfcode.report.plots import Scale, Series, bench_svg, series_of, text_plot
 
 from run_helpers import (
     REPLY_BAD_EVENS,
@@ -74,10 +74,10 @@ def test_markdown_report_answers_what_why_how_and_cost(run3):
 
 
 def test_markdown_report_stays_under_a_pull_request_body_limit(run3):
-    from selfcode.gitstore import GitStore
-    from selfcode.history import History
-    from selfcode.report_md import render_markdown
-    from selfcode.runview import load_run
+    from selfcode.git.store import GitStore
+    from selfcode.history.db import History
+    from selfcode.history.views import load_run
+    from selfcode.report.markdown import render_markdown
 
     repo, run = run3
     store = GitStore(repo)

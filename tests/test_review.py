@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from selfcode.cli import app
+from selfcode.cli.app import app
 
 from run_helpers import (
     NO_EDIT,
@@ -122,7 +122,7 @@ def test_review_needs_a_terminal_or_flags(run4):
 
 
 def test_interactive_review_prompts_for_each_accepted_candidate(run4, monkeypatch):
-    import selfcode.cli_review as cli_review
+    import selfcode.cli.review as cli_review
 
     repo, summary = run4
     monkeypatch.setattr(cli_review, "_interactive", lambda: True)

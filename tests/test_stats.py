@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from selfcode.stats import compare, log_ratios, wilcoxon_p
+from selfcode.gate.stats import compare, log_ratios, wilcoxon_p
 
 BASE = [1.00, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97, 1.00, 1.02, 0.98]
 
@@ -59,7 +59,7 @@ def test_log_ratios_rejects_bad_samples():
 
 
 def test_instruction_decision():
-    from selfcode.stats import instruction_decision
+    from selfcode.gate.stats import instruction_decision
 
     assert instruction_decision({"a": 0.98, "b": 1.0}).improved
     assert not instruction_decision({"a": 0.995}).improved  # under 1 % is not a gain
@@ -69,7 +69,7 @@ def test_instruction_decision():
 
 
 def test_aa_noise_and_delta():
-    from selfcode.stats import aa_noise, implied_delta
+    from selfcode.gate.stats import aa_noise, implied_delta
 
     flat = aa_noise([1.0] * 5, [1.0] * 5)
     assert flat.cv == 0 and flat.p95_ratio == 1 and implied_delta(flat, 0.03) == 0.03
@@ -93,6 +93,6 @@ def test_aa_noise_and_delta():
     ],
 )
 def test_other_tools_rules(rule, a, b, expected):
-    import selfcode.stats as s
+    import selfcode.gate.stats as s
 
     assert getattr(s, rule)(a, b) is expected

@@ -15,7 +15,7 @@ from selfcode.config import Settings, load_settings
 from selfcode.errors import SelfcodeError
 
 if TYPE_CHECKING:
-    from selfcode.llm import OpenAILLM
+    from selfcode.llm.client import OpenAILLM
 
 
 class Check(BaseModel):
@@ -67,7 +67,7 @@ _DOCTOR_TIMEOUT = 15.0  # seconds; a doctor that hangs for the run's long timeou
 
 def _endpoint(settings: Settings, environ: Mapping[str, str] | None = None) -> Check:
     """Reachable or not, and if reachable, whether it answers a one-token request."""
-    from selfcode.llm import EndpointUnreachable, OpenAILLM
+    from selfcode.llm.client import EndpointUnreachable, OpenAILLM
 
     name = "model endpoint"
     config = settings.llm.model_copy(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from selfcode.llm import Message, ReplayExhausted, Reply, Usage
+from selfcode.llm.client import Message, ReplayExhausted, Reply, Usage
 
 __all__ = ["FakeClock", "FunctionLLM", "ScriptedLLM"]
 
@@ -50,7 +50,7 @@ class ScriptedLLM:
     """Returns `replies` in order (raising the ones that are exceptions) and records each
     request's messages in `.calls`; every reply reports `usage` and costs `cost_usd`.
 
-    Asking for more replies than were scripted raises `selfcode.llm.ReplayExhausted`.
+    Asking for more replies than were scripted raises `selfcode.llm.client.ReplayExhausted`.
     """
 
     def __init__(self, replies: Sequence[str | BaseException], model: str = "scripted",

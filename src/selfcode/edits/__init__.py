@@ -15,7 +15,6 @@ what is wrong and what to do instead.
 """
 
 from selfcode.edits.blocks import Edit, ParsedReply, apply_edits, parse_reply, touched_paths
-from selfcode.edits.diffs import DiffFile, DiffStats, diff_stats, parse_unified_diff
 from selfcode.edits.formats import (
     EDIT_FORMATS,
     EditFormat,
@@ -24,17 +23,18 @@ from selfcode.edits.formats import (
     format_template,
     parse_and_apply,
 )
-from selfcode.edits.paths import (
+from selfcode.edits.render import render_diff
+from selfcode.edits.replytext import NoEditsFound
+from selfcode.edits.udiff import FilePatch, Hunk, ParsedDiff, apply_udiff, parse_udiff_reply
+from selfcode.edits.whole import ParsedWhole, WholeFile, apply_whole, parse_whole_reply
+from selfcode.gate.diffs import DiffFile, DiffStats, diff_stats, parse_unified_diff
+from selfcode.gate.paths import (
     DEFAULT_POLICY,
     PathPolicy,
     check_reply_size,
     read_tree,
     validate_path,
 )
-from selfcode.edits.render import render_diff
-from selfcode.edits.replytext import NoEditsFound
-from selfcode.edits.udiff import FilePatch, Hunk, ParsedDiff, apply_udiff, parse_udiff_reply
-from selfcode.edits.whole import ParsedWhole, WholeFile, apply_whole, parse_whole_reply
 
 __all__ = [
     "DEFAULT_POLICY",

@@ -7,15 +7,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from selfcode.edits.matching import Buffer, Wording, close_buffers, open_buffers, replace_unique
-from selfcode.edits.paths import (
+from selfcode.edits.replytext import NoEditsFound, clean_path, is_fence, prev_nonblank
+from selfcode.errors import EditError
+from selfcode.gate.paths import (
     DEFAULT_POLICY,
     PathPolicy,
     check_edit_count,
     check_file_count,
     validate_path,
 )
-from selfcode.edits.replytext import NoEditsFound, clean_path, is_fence, prev_nonblank
-from selfcode.errors import EditError
 
 __all__ = ["Edit", "ParsedReply", "apply_edits", "parse_reply", "touched_paths"]
 

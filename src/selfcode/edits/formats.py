@@ -26,11 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, get_args
 
 from selfcode.edits.blocks import apply_edits, parse_reply, touched_paths
-from selfcode.edits.paths import DEFAULT_POLICY, PathPolicy, check_reply_size, validate_path
 from selfcode.edits.replytext import NoEditsFound
 from selfcode.edits.udiff import apply_udiff, parse_udiff_reply, udiff_paths
 from selfcode.edits.whole import apply_whole, parse_whole_reply, whole_paths
 from selfcode.errors import EditError
+from selfcode.gate.paths import DEFAULT_POLICY, PathPolicy, check_reply_size, validate_path
 
 __all__ = [
     "EDIT_FORMATS",

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from selfcode.edits.lines import keys_of, lines_and_keys, newline_of
-from selfcode.edits.paths import PathPolicy, validate_path
 from selfcode.errors import EditError, PolicyError
+from selfcode.gate.paths import PathPolicy, validate_path
 
 __all__ = ["Buffer", "Wording", "close_buffers", "open_buffers", "replace_unique"]
 

@@ -7,7 +7,7 @@ from bisect import bisect_left
 from collections.abc import Mapping
 
 from selfcode.edits.lines import split_lines
-from selfcode.edits.paths import validate_path
+from selfcode.gate.paths import validate_path
 
 __all__ = ["render_diff"]
 

@@ -17,17 +17,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from selfcode.edits.diffs import Section, dash_name, git_header_names, header_refusal, read_header
 from selfcode.edits.matching import Buffer, Wording, close_buffers, open_buffers, replace_unique
-from selfcode.edits.paths import (
+from selfcode.edits.replytext import NoEditsFound, fence_of, normalise_newlines, prev_nonblank
+from selfcode.errors import EditError, PolicyError
+from selfcode.gate.diffs import Section, dash_name, git_header_names, header_refusal, read_header
+from selfcode.gate.paths import (
     DEFAULT_POLICY,
     PathPolicy,
     check_edit_count,
     check_file_count,
     validate_path,
 )
-from selfcode.edits.replytext import NoEditsFound, fence_of, normalise_newlines, prev_nonblank
-from selfcode.errors import EditError, PolicyError
 
 __all__ = ["FilePatch", "Hunk", "ParsedDiff", "apply_udiff", "parse_udiff_reply", "udiff_paths"]
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from selfcode.edits.lines import keys_of, newline_of
 from selfcode.edits.matching import close_buffers, open_buffers
-from selfcode.edits.paths import DEFAULT_POLICY, PathPolicy, check_file_count, validate_path
 from selfcode.edits.replytext import (
     Fence,
     NoEditsFound,
@@ -29,6 +28,7 @@ from selfcode.edits.replytext import (
     prev_nonblank,
 )
 from selfcode.errors import EditError
+from selfcode.gate.paths import DEFAULT_POLICY, PathPolicy, check_file_count, validate_path
 
 __all__ = ["ParsedWhole", "WholeFile", "apply_whole", "parse_whole_reply", "whole_paths"]
 

@@ -80,7 +80,7 @@ from docker.types import LogConfig, Ulimit
 from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
-from selfcode.observe import Observer
+from selfcode.run.events import Observer
 from selfcode.sandbox.base import ExecResult
 from selfcode.sandbox.image import docker_client, engine_problem, ensure_image
 from selfcode.sandbox.staging import unpack_tree

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfcode.config import SandboxConfig
-from selfcode.observe import Observer
 from selfcode.resources import harness_dir
+from selfcode.run.events import Observer
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.local import WARNING, LocalSandbox
 

@@ -1,0 +1,239 @@
+"""Judges candidate patches against one baseline inside one sandbox.
+
+This is where the pieces meet: the patch is checked against the policy and the protected
+paths, applied inside the sandbox, run through the frozen harness, and the gate decides.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+
+from selfcode.config import GateConfig
+from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
+from selfcode.errors import ConfigError, EditError, PolicyError, SandboxError
+from selfcode.gate.measure import Calibration, calibrate, measure
+from selfcode.gate.rules import (
+    BenchVerdict,
+    Goal,
+    PatchSummary,
+    TestsVerdict,
+    Verdict,
+    context_probes,
+    fix_reason,
+    flaky_tests,
+    judge_tests,
+    protected_violations,
+)
+from selfcode.run.events import Observer
+from selfcode.sandbox.results import TestsRun
+from selfcode.sandbox.trees import Trees
+
+Progress = Callable[[str], None]
+
+
+
+
+def discover_benchmarks(files: list[str], config: GateConfig, python: str) -> dict[str, list[str]]:
+    """Declared commands win; otherwise every benchmarks/bench_*.py, run as a script."""
+    if config.benchmarks:
+        commands = {name: shlex.split(cmd) for name, cmd in config.benchmarks.items()}
+    else:
+        commands = {
+            path.rsplit("/", 1)[-1].removeprefix("bench_").removesuffix(".py"): ["python", path]
+            for path in sorted(files)
+            if fnmatchcase(path, "benchmarks/bench_*.py") and path.count("/") == 1
+        }
+    return {
+        name: [python if argv[0] in ("python", "python3") else argv[0], *argv[1:]]
+        for name, argv in commands.items()
+        if argv
+    }
+
+
+class Judge:
+    """Judges candidate diffs against one baseline inside one sandbox."""
+
+    def __init__(
+        self,
+        trees: Trees,
+        config: GateConfig,
+        benchmarks: dict[str, list[str]],
+        progress: Progress = lambda _msg: None,
+        sandbox_start: float = 0.0,
+    ) -> None:
+        self.trees = trees
+        self.config = config
+        self.benchmarks = benchmarks
+        self.progress = progress
+        self.sandbox_start = sandbox_start
+        self.goal: Goal = (
+            config.goal if config.goal != "auto" else ("speed" if benchmarks else "fix")
+        )
+        if self.goal == "metric" and not config.metric_command:
+            raise ConfigError("The goal 'metric' needs [tool.selfcode.gate] metric_command, a "
+                              "command that prints one JSON number.")
+        self.calibration: Calibration | None = None
+        self.quarantined: set[str] = set()
+        self._baseline_tests: TestsRun | None = None
+        self._seed = 0
+
+    def set_baseline(self, tar: bytes, runs: int = 1) -> TestsRun:
+        """Load the tree every candidate is compared with and run its tests; tests whose
+        outcome varies between the `runs` runs are quarantined for the rest of the run."""
+        self.trees.load_baseline(tar)
+        results = []
+        for i in range(runs):
+            self.progress("testing the baseline" + (f" ({i + 1} of {runs})" if runs > 1 else ""))
+            tests = self.trees.run_tests("a", self.config.pytest_args)
+            if tests.outcomes is None or tests.collected is None or tests.timed_out:
+                tail = (tests.stderr_tail or tests.output_tail).strip()[-300:]
+                raise SandboxError(
+                    "The repository's own tests give no usable report in the sandbox "
+                    f"(pytest exit code {tests.exit_code}); fix that first. {tail}".strip()
+                )
+            results.append(tests)
+        self.quarantined |= set(flaky_tests(results))
+        self._baseline_tests = results[0]
+        return results[0]
+
+    def calibrate(self, pairs: int | None = None) -> Calibration | None:
+        """Measure the baseline against itself once per run: metric and noise per benchmark."""
+        if self.goal != "speed" or not self.benchmarks:
+            return None
+        self.progress("calibrating benchmark noise (A/A)")
+        self.calibration = calibrate(self.trees, self.benchmarks, self.config, pairs)
+        return self.calibration
+
+    def _verdict(self, status: str, reasons: list[str], summary: PatchSummary,
+                 timings: dict[str, float], **fields: object) -> Verdict:
+        return Verdict.model_validate({
+            "accepted": status == "accepted", "status": status, "goal": self.goal,
+            "reasons": reasons, "patch": summary, "timings": timings,
+            "sandbox": self.trees.sandbox.kind, **fields,
+        })
+
+    def judge(self, diff: str) -> Verdict:
+        if self._baseline_tests is None:
+            raise RuntimeError("set_baseline() must run before judge()")
+        start = time.perf_counter()
+        timings = {"sandbox_start": round(self.sandbox_start, 4)}
+
+        def done(status: str, reasons: list[str], summary: PatchSummary,
+                 **fields: object) -> Verdict:
+            timings["total"] = round(time.perf_counter() - start + self.sandbox_start, 4)
+            # The container start is paid once; later candidates reuse the warm sandbox.
+            self.sandbox_start = 0.0
+            return self._verdict(status, reasons, summary, timings, **fields)
+
+        try:
+            files: list[DiffFile] = parse_unified_diff(diff, PathPolicy())
+        except PolicyError as exc:
+            return done("rejected", [str(exc)], PatchSummary())
+        except EditError as exc:
+            return done("unusable", [str(exc)], PatchSummary())
+        summary = PatchSummary.model_validate(diff_stats(files))
+        touched = {f.path for f in files} | {f.old_path for f in files if f.old_path}
+        protected = protected_violations(sorted(touched), self.config.protected)
+        if protected:
+            return done("rejected", [f"protected path touched: {p}" for p in protected], summary)
+        probes = context_probes(diff) if self.config.refuse_context_probes else []
+        if probes:
+            return done("rejected", [f"the patch inspects how it is run ({', '.join(probes)}); "
+                                     "a change must be faster everywhere, not only under the "
+                                     "benchmark"], summary)
+
+        self.progress("applying")
+        applied = self.trees.apply(diff)
+        timings["apply"] = round(applied.duration, 4)
+        if not applied.ok:
+            return done("unusable", [f"the patch does not apply: {applied.message}"], summary)
+
+        self.progress("testing")
+        t0 = time.perf_counter()
+        cand_tests = self.trees.run_tests("b", self.config.pytest_args)
+        timings["tests"] = round(time.perf_counter() - t0, 4)
+        tests, reasons = judge_tests(self._baseline_tests, cand_tests, self.quarantined)
+        if reasons:
+            return done("rejected", reasons, summary, tests=tests)
+
+        t0 = time.perf_counter()
+        benches, missing = self._objective(tests)
+        timings["benchmarks"] = round(time.perf_counter() - t0, 4)
+        reasons.extend(missing)
+        status = "rejected" if reasons else "accepted"
+        return done(status, reasons, summary, tests=tests, benchmarks=benches)
+
+    def _objective(self, tests: TestsVerdict) -> tuple[list[BenchVerdict], list[str]]:
+        """Benchmarks (speed), a declared number (metric) or fixed tests (fix)."""
+        self._seed += 1
+        if self.goal == "fix":
+            missing = fix_reason(tests)
+            return [], [missing] if missing else []
+        if self.goal == "metric":
+            return self._metric()
+        if self.calibration is None:
+            self.calibrate()
+        assert self.calibration is not None
+        result = measure(self.trees, self.benchmarks, self.calibration, self.config,
+                         self._seed, self.progress)
+        reasons = result.reasons or ([] if result.improved else [result.why_not or "no gain"])
+        return result.verdicts, reasons
+
+    def _metric(self) -> tuple[list[BenchVerdict], list[str]]:
+        assert self.config.metric_command
+        self.progress("measuring the metric")
+        argv = shlex.split(self.config.metric_command)
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = self.trees.sandbox.python
+        run = self.trees.run_benchmarks({"metric": argv}, 2, self._seed)
+        (bench,) = run.benchmarks
+        values = {}
+        for side in ("a", "b"):
+            out = bench.output.get(side)
+            try:
+                values[side] = float(json.loads(out.head)) if out else None
+            except (ValueError, TypeError):
+                values[side] = None
+        a, b = values["a"], values["b"]
+        if bench.failure or a is None or b is None:
+            why = bench.failure or "the metric command did not print one JSON number"
+            return [], [f"metric: {why}"]
+        better = b > a if self.config.metric_direction == "max" else b < a
+        verdict = BenchVerdict(name="metric", metric=f"metric ({self.config.metric_direction})",
+                               baseline=[a], candidate=[b], ratio=b / a if a else None,
+                               verdict="faster" if better else "same")
+        reason = [] if better else [f"the metric did not improve ({a:g} → {b:g}, "
+                                    f"{self.config.metric_direction} is better)"]
+        return [verdict], reason
+
+    def sentinel(self) -> bool:
+        """An A/A check mid-run: would the gate accept the unchanged baseline as faster?"""
+        if self.calibration is None:
+            return False
+        self.progress("A/A sentinel")
+        self.trees.reset_candidate()
+        self._seed += 1
+        result = measure(self.trees, self.benchmarks, self.calibration, self.config,
+                         self._seed, self.progress)
+        return result.improved
+
+
+def describe_judging(judge: Judge, calibration: Calibration | None, observer: Observer) -> None:
+    """Tell the user, once, how candidates will be judged and what noise was measured."""
+    if judge.quarantined:
+        names = ", ".join(sorted(judge.quarantined)[:5])
+        observer.event("warning", f"{len(judge.quarantined)} flaky test(s) quarantined (their "
+                       f"outcome varied on the unchanged code): {names}")
+    if calibration is None:
+        observer.event("note", f"Judging by {judge.goal}.")
+        return
+    for name, s in calibration.benchmarks.items():
+        note = f"; {s.note}" if s.note else ""
+        observer.event("note", f"Benchmark {name}: {s.native_s:.3f}s CPU, A/A noise "
+                               f"{s.cv:.1%}, judged by {s.metric.replace('_', ' ')}"
+                               + (f", smallest claimable gain {s.delta:.1%}"
+                                  if s.metric == "cpu_time" else "") + note + ".")

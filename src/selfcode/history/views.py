@@ -1,0 +1,173 @@
+"""A run and its candidates as a reviewer sees them: one model built from history and git.
+
+`selfcode runs`, `show`, `review` and `report` all read this, so they agree, and `--json`
+prints exactly it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from selfcode.errors import SelfcodeError
+from selfcode.gate.rules import Verdict
+from selfcode.git.archive import candidate_ref
+from selfcode.git.commits import title_of
+from selfcode.git.store import GitStore
+from selfcode.history.db import History
+
+
+class Usage(BaseModel):
+    model: str = ""
+    exchanges: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+
+class Review(BaseModel):
+    decision: str
+    reviewer: str
+    note: str = ""
+    at: str
+
+
+class CandidateView(BaseModel):
+    run_id: str
+    n: int
+    status: str
+    title: str
+    rationale: str = ""
+    diff: str = ""
+    parent_commit: str | None = None
+    commit: str | None = Field(default=None, description="the commit on the run's branch")
+    candidate_commit: str | None = None
+    ref: str | None = None
+    verdict: Verdict | None = None
+    speedup: float | None = None
+    usage: Usage = Field(default_factory=Usage)
+    review: Review | None = None
+    created_at: str = ""
+    reasons: list[str] = Field(default_factory=list,
+                               description="why it is not on the branch: the verdict's reasons, "
+                               "or the last reply error of a malformed candidate")
+
+    @property
+    def on_branch(self) -> bool:
+        return self.status == "accepted" and self.commit is not None
+
+
+class RunView(BaseModel):
+    run_id: str
+    repo: str
+    branch: str
+    base_commit: str
+    branch_head: str | None = None
+    goal: str
+    model: str
+    sandbox: str
+    status: str
+    started_at: str
+    finished_at: str | None = None
+    stop_reason: str = ""
+    wall_s: float = 0.0
+    candidates: list[CandidateView] = Field(default_factory=list)
+    accepted: int = 0
+    best_speedup: float | None = None
+    cost_usd: float = 0.0
+    tokens: int = 0
+
+    def candidate(self, n: int) -> CandidateView:
+        for cand in self.candidates:
+            if cand.n == n:
+                return cand
+        raise SelfcodeError(f"Run {self.run_id} has no candidate {n}; it has "
+                            f"{len(self.candidates)}.")
+
+    @property
+    def on_branch(self) -> list[CandidateView]:
+        return [c for c in self.candidates if c.on_branch]
+
+
+def resolve_run(history: History, spec: str) -> str:
+    """A run id from 'latest', a full id or a unique prefix of one."""
+    ids = [r["id"] for r in history.runs()]
+    if not ids:
+        raise SelfcodeError("This repository has no selfcode runs yet; start one with "
+                            "`selfcode improve`.")
+    if spec in ("latest", "last", "@"):
+        return ids[0]
+    if spec in ids:
+        return spec
+    matches = [i for i in ids if i.startswith(spec)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise SelfcodeError(f"'{spec}' names {len(matches)} runs; give more of the run id.")
+    raise SelfcodeError(f"There is no run '{spec}' in this repository; `selfcode runs` "
+                        "lists them.")
+
+
+def split_spec(spec: str) -> tuple[str, int | None]:
+    """'RUN/N' -> (RUN, N); 'RUN' -> (RUN, None)."""
+    run, _, n = spec.partition("/")
+    if not n:
+        return run, None
+    if not n.isdigit():
+        raise SelfcodeError(f"'{spec}' is not RUN or RUN/N (N is a candidate number).")
+    return run, int(n)
+
+
+def _review(row: dict[str, Any] | None) -> Review | None:
+    if row is None:
+        return None
+    return Review(decision=row["decision"], reviewer=row["reviewer"], note=row["note"],
+                  at=row["created_at"])
+
+
+def load_run(history: History, run_id: str, store: GitStore | None = None) -> RunView:
+    run = history.run(run_id)
+    if run is None:
+        raise SelfcodeError(f"There is no run '{run_id}' in this repository.")
+    summary: dict[str, Any] = run.get("summary") or {}
+    usage = history.candidate_usage(run_id)
+    decisions = history.decisions(run_id)
+    view = RunView(
+        run_id=run_id, repo=run["repo"], branch=run["branch"], base_commit=run["base_commit"],
+        goal=run["goal"], model=run["model"], sandbox=run["sandbox"], status=run["status"],
+        started_at=run["started_at"], finished_at=run["finished_at"],
+        stop_reason=str(summary.get("stop_reason", "")),
+        wall_s=float(summary.get("wall_s", 0.0) or 0.0),
+        cost_usd=history.total_cost(run_id),
+    )
+    if store is not None:
+        view.branch_head = store.ref_sha(f"refs/heads/{run['branch']}")
+    reply_errors: dict[int, str] = {}
+    for event in history.events(run_id):
+        if event["kind"] == "edit-error" and event["candidate_n"] is not None:
+            reply_errors[int(event["candidate_n"])] = event["message"]
+    for row in history.candidates(run_id):
+        verdict = Verdict.model_validate(row["verdict"]) if row["verdict"] else None
+        n = int(row["n"])
+        reasons = (verdict.reasons if verdict else
+                   [f"no usable edit: {reply_errors[n]}"] if n in reply_errors else [])
+        cand = CandidateView(
+            run_id=run_id, n=n, status=row["status"],
+            title=title_of(row["rationale"] or "", f"candidate {n}"),
+            rationale=row["rationale"] or "", diff=row["diff"] or "",
+            parent_commit=row["parent_commit"], commit=row["commit_sha"],
+            candidate_commit=row["candidate_commit"],
+            ref=candidate_ref(run_id, n) if row["candidate_commit"] else None,
+            verdict=verdict, speedup=verdict.speedup() if verdict else None,
+            usage=Usage.model_validate(usage.get(n, {})),
+            review=_review(decisions.get(n)), created_at=row["created_at"], reasons=reasons,
+        )
+        view.candidates.append(cand)
+        view.tokens += cand.usage.prompt_tokens + cand.usage.completion_tokens
+        if cand.status == "accepted":
+            view.accepted += 1
+        if cand.on_branch and cand.speedup and (view.best_speedup or 0) < cand.speedup:
+            view.best_speedup = cand.speedup
+    return view

@@ -1,0 +1,176 @@
+"""The Markdown report of a run: what a pull-request body should contain.
+
+It answers, for a reviewer who was not there: what changed (diffs), why (the model's
+rationale), how we know it is faster (every benchmark sample, the paired test) and still
+correct (test counts against the baseline), and what it cost (tokens, money, time).
+"""
+
+from __future__ import annotations
+
+from selfcode.gate.rules import Verdict
+from selfcode.history.views import CandidateView, RunView
+from selfcode.report.plots import series_of, text_plot
+from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
+
+DEFAULT_MAX_CHARS = 60_000  # GitHub refuses pull-request bodies over 65,536 characters
+
+
+def headline(view: RunView) -> str:
+    kept = view.on_branch
+    if not kept:
+        return f"selfcode: no proven improvement in {len(view.candidates)} candidates"
+    noun = "improvement" if len(kept) == 1 else "improvements"
+    best = max(kept, key=lambda c: c.speedup or 0.0)
+    claim = f", best {speed_cell(best)}" if best.speedup else ""
+    return f"selfcode: {len(kept)} proven {noun}{claim}"
+
+
+def tests_sentence(verdict: Verdict | None) -> str:
+    if verdict is None or verdict.tests is None:
+        return "not run"
+    t = verdict.tests
+    b, c = t.baseline, t.candidate
+    problems = [f"{len(ids)} {label}" for label, ids in (
+        ("lost", t.lost), ("newly failing", t.newly_failing), ("newly skipped", t.newly_skipped))
+        if ids]
+    verdict_text = ("none lost, none newly failing or skipped" if not problems
+                    else ", ".join(problems))
+    fixed = f", {len(t.fixed)} fixed" if t.fixed else ""
+    return (f"{c.passed} passed, {c.failed} failed, {c.skipped} skipped (baseline: {b.passed} "
+            f"passed, {b.failed} failed, {b.skipped} skipped); {verdict_text}{fixed}")
+
+
+def usage_sentence(cand: CandidateView) -> str:
+    u = cand.usage
+    return (f"{u.model or 'model unknown'}, {u.exchanges} exchange(s), "
+            f"{u.prompt_tokens + u.completion_tokens:,} tokens, {fmt_cost(u.cost_usd)}")
+
+
+def speed_cell(cand: CandidateView) -> str:
+    """The candidate's best measured gain, in the metric it was measured in."""
+    v = cand.verdict
+    if v is None or not v.benchmarks:
+        return "–"
+    best = min((b for b in v.benchmarks if b.ratio), key=lambda b: b.ratio or 1.0, default=None)
+    if best is None:
+        return v.benchmarks[0].verdict
+    text = fmt_speedup(best.ratio)
+    if best.metric == "instructions":
+        text = text.replace("faster", "fewer instructions").replace("slower", "more instructions")
+        cpu = next((s for s in series_of(best)[1:] if s.ratio), None)
+        if cpu is not None:
+            text += f" ({fmt_speedup(cpu.ratio)} in CPU time)"
+    return text
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def _fence(text: str, lang: str = "") -> str:
+    ticks = "```"
+    while ticks in text:
+        ticks += "`"
+    return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
+
+
+def evidence_md(verdict: Verdict) -> list[str]:
+    out = ["| measurement | metric | baseline median | candidate median | change | p | runs |",
+           "|---|---|---|---|---|---|---|"]
+    for b in verdict.benchmarks:
+        for s in series_of(b):
+            mb, mc = median(s.baseline), median(s.candidate)
+            out.append(f"| {_cell(s.name)} | {s.metric} | "
+                       f"{fmt_sample(s.metric, mb) if mb is not None else '–'} | "
+                       f"{fmt_sample(s.metric, mc) if mc is not None else '–'} | "
+                       f"{fmt_speedup(s.ratio) if s.ratio else s.verdict} | "
+                       f"{f'{s.p_value:.2g}' if s.p_value is not None else '–'} | "
+                       f"{len(s.baseline)} + {len(s.candidate)} |")
+    for b in verdict.benchmarks:
+        out += ["", _fence("\n\n".join(text_plot(s) for s in series_of(b)))]
+    return out
+
+
+def _candidate(view: RunView, cand: CandidateView, diff_budget: int) -> list[str]:
+    v = cand.verdict
+    where = (f"commit `{cand.commit[:10]}` on `{view.branch}`" if cand.on_branch and cand.commit
+             else "not on the branch")
+    out = [f"### Candidate {cand.n}: {_cell(cand.title)} — {speed_cell(cand)}", ""]
+    if cand.rationale.strip():
+        out += ["**Why** (the model's rationale):", ""]
+        lines = cand.rationale.strip().splitlines()
+        out += [f"> {line}" if line.strip() else ">" for line in lines]
+        out.append("")
+    if v is not None and v.benchmarks:
+        out += ["**Evidence** (paired runs, baseline and candidate back to back):", ""]
+        out += [*evidence_md(v), ""]
+    out += [f"**Tests**: {tests_sentence(v)}.", "",
+            f"**Cost**: {usage_sentence(cand)}; judged in {v.timings.get('total', 0):.1f} s "
+            f"({v.sandbox} sandbox)." if v else f"**Cost**: {usage_sentence(cand)}.", "",
+            f"**Commit**: {where}; candidate ref `{cand.ref or 'none'}`.", ""]
+    if cand.review:
+        out += [f"**Review**: {cand.review.decision} by {_cell(cand.review.reviewer)}"
+                + (f" — {_cell(cand.review.note)}" if cand.review.note else ""), ""]
+    out += _diff_block(cand, diff_budget)
+    return out
+
+
+def _diff_block(cand: CandidateView, budget: int) -> list[str]:
+    if not cand.diff:
+        return []
+    v = cand.verdict
+    stats = (f"(+{v.patch.added} −{v.patch.removed} in {', '.join(v.patch.files)})"
+             if v and v.patch.files else "")
+    diff = cand.diff
+    if len(diff) > budget:
+        diff = diff[: max(budget, 0)].rsplit("\n", 1)[0] + "\n... (diff truncated; see the commit)"
+    return [f"<details><summary>Diff {_cell(stats)}</summary>", "", _fence(diff, "diff"), "",
+            "</details>", ""]
+
+
+def render_markdown(view: RunView, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """The report; diffs are shortened first when it would exceed `max_chars`."""
+    for budget in (max_chars, max_chars // 4, 2_000, 0):
+        text = _render(view, budget)
+        if len(text) <= max_chars:
+            return text
+    return text[: max_chars - 40] + "\n\n... (report truncated)\n"
+
+
+def _render(view: RunView, diff_budget: int) -> str:
+    kept = view.on_branch
+    out = [f"## {headline(view)}", "",
+           f"Run `{view.run_id}` on `{view.repo}`, from `{view.base_commit[:10]}` to branch "
+           f"`{view.branch}`. Goal: {_cell(view.goal)}", "",
+           f"Model `{view.model}`, {view.sandbox} sandbox. {len(view.candidates)} candidates, "
+           f"{view.accepted} accepted by the gate, {len(kept)} on the branch. Cost "
+           f"{fmt_cost(view.cost_usd)} for {view.tokens:,} tokens; {view.wall_s:.1f} s. "
+           f"Status: {view.status}" + (f" ({_cell(view.stop_reason)})." if view.stop_reason
+                                       else "."), "",
+           "| # | status | change | speed | tests | files | review |",
+           "|---|---|---|---|---|---|---|"]
+    for c in view.candidates:
+        v = c.verdict
+        tests = (f"{v.tests.candidate.passed}/{v.tests.candidate.failed}/"
+                 f"{v.tests.candidate.skipped}" if v and v.tests else "–")
+        files = ", ".join(v.patch.files) if v and v.patch.files else "–"
+        out.append(f"| {c.n} | {c.status} | {_cell(c.title)} | {speed_cell(c)} | {tests} | "
+                   f"{_cell(files)} | {c.review.decision if c.review else ''} |")
+    out += ["", "Tests are passed/failed/skipped. Every accepted candidate passed the same "
+            "tests as the baseline and was re-checked in a fresh sandbox before its commit.", ""]
+    per = diff_budget // max(len(kept), 1)
+    for cand in kept:
+        out += _candidate(view, cand, per)
+    others = [c for c in view.candidates if not c.on_branch]
+    if others:
+        out += ["### Not on the branch", ""]
+        for c in others:
+            reasons = "; ".join(c.reasons) or c.status
+            out += [f"<details><summary>Candidate {c.n}: {_cell(c.title)} — {c.status}"
+                    f"</summary>", "", f"{_cell(reasons)}", "",
+                    *_diff_block(c, diff_budget // 8 if diff_budget else 0), "</details>", ""]
+    out += ["---", "",
+            f"Review locally: `git fetch origin '+refs/selfcode/*:refs/selfcode/*' "
+            f"'+refs/notes/selfcode:refs/notes/selfcode'`, then `selfcode show {view.run_id}/N` "
+            f"or `selfcode review {view.run_id}`.", ""]
+    return "\n".join(out)

@@ -1,0 +1,106 @@
+"""One candidate's conversation with the model: prompt, ask, parse, repair.
+
+Format errors go back to the model (at most `repair_turns` times); a prompt too long for the
+model's context is trimmed once and asked again. Every exchange is recorded before anything
+else happens with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from selfcode.config import Settings
+from selfcode.edits import choose_format, parse_and_apply, read_tree, render_diff
+from selfcode.errors import EditError
+from selfcode.gate.rules import protected_violations
+from selfcode.git.store import RunWorktree
+from selfcode.history.db import History
+from selfcode.llm.client import LLM, ContextLengthError, Message, Reply
+from selfcode.prompt.context import Attempt, editable_sources, repo_map
+from selfcode.prompt.render import render
+from selfcode.prompt.trim import PromptSections, trim_context
+from selfcode.run.events import Observer
+
+
+@dataclass
+class Proposal:
+    rationale: str = ""
+    diff: str = ""
+    error: str | None = None
+
+
+class Proposer:
+    def __init__(self, *, settings: Settings, llm: LLM, worktree: RunWorktree, history: History,
+                 run_id: str, observer: Observer, entry_points: list[str], judge_goal: str,
+                 benchmarks: list[str], on_reply: Callable[[Reply], None]) -> None:
+        self.settings, self.llm, self.worktree = settings, llm, worktree
+        self.history, self.run_id, self.observer = history, run_id, observer
+        self.entry_points, self.judge_goal, self.benchmarks = entry_points, judge_goal, benchmarks
+        self.on_reply = on_reply
+        self.edit_format = choose_format(settings.llm.model, settings.llm.edit_format,
+                                         settings.llm.formats)
+
+    def sections(self, attempts: list[Attempt]) -> PromptSections[Attempt]:
+        root, files = self.worktree.path, self.worktree.list_files()
+        sources = editable_sources(root, files, self.entry_points, self.settings.gate.protected,
+                                   self.settings.agent.max_context_chars)
+        return PromptSections(files=sources, attempts=attempts, repo_map=repo_map(root, files))
+
+    def messages(self, sections: PromptSections[Attempt]) -> list[Message]:
+        gate = self.settings.gate
+        user = render(
+            "propose", goal=self.settings.agent.goal, judge_goal=self.judge_goal,
+            min_improvement_pct=round(gate.min_improvement * 100, 1), alpha=gate.alpha,
+            benchmarks=self.benchmarks, repo_map=sections.repo_map, files=sections.files,
+            readonly=protected_violations(sections.files, gate.protected),
+            attempts=list(sections.attempts), files_omitted=sections.files_omitted,
+        )
+        return [{"role": "system", "content": render("system", edit_format=self.edit_format)},
+                {"role": "user", "content": user}]
+
+    def propose(self, n: int, attempts: list[Attempt],
+                between_turns: Callable[[], None]) -> Proposal:
+        sections = self.sections(attempts)
+        messages = self.messages(sections)
+        error, rationale = "no reply", ""
+        for turn in range(self.settings.agent.repair_turns + 1):
+            if turn:
+                between_turns()
+            try:
+                reply = self._ask(n, turn, messages)
+            except ContextLengthError as exc:
+                self.observer.event("warning", f"The prompt is too long for the model; trimming "
+                                    f"it to {exc.factor:.0%} and asking again.")
+                sections = trim_context(sections, exc.factor)
+                messages = self.messages(sections)
+                reply = self._ask(n, turn, messages)
+            try:
+                rationale, old, new = parse_and_apply(
+                    reply.text, self.edit_format,
+                    # Read through the policy: a path through a symlink is refused, not followed.
+                    lambda paths: read_tree(self.worktree.path, paths))
+                return Proposal(rationale=rationale, diff=render_diff(old, new))
+            except EditError as exc:
+                error = str(exc)
+                self.history.add_event(self.run_id, "edit-error", error, candidate_n=n)
+                self.observer.event("repair", error, n=n, turn=turn)
+                messages = [*messages, {"role": "assistant", "content": reply.text},
+                            {"role": "user", "content": render(
+                                "repair", error=error, edit_format=self.edit_format)}]
+        return Proposal(rationale=rationale, error=f"no usable edit after repairs: {error}")
+
+    def _ask(self, n: int, turn: int, messages: list[Message]) -> Reply:
+        started = time.perf_counter()
+        try:
+            reply = self.llm.complete(messages)
+        except Exception as exc:
+            self.history.add_exchange(self.run_id, n, turn, self.llm.model, messages, "", 0, 0,
+                                      0.0, time.perf_counter() - started, error=str(exc))
+            raise
+        self.history.add_exchange(self.run_id, n, turn, reply.model, messages, reply.text,
+                                  reply.usage.prompt_tokens, reply.usage.completion_tokens,
+                                  reply.cost_usd, reply.latency_s)
+        self.on_reply(reply)
+        return reply

@@ -1,0 +1,248 @@
+"""The three things a user asks for: improve a repository, judge one patch, run the demo.
+
+Each wires the components together and owns the cleanup, so that a failure or Ctrl-C at any
+point leaves the user's checkout untouched and the history complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from selfcode.config import Settings, load_settings
+from selfcode.errors import SelfcodeError
+from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
+from selfcode.gate.rules import Verdict
+from selfcode.git.archive import OWN_REFS, Archive
+from selfcode.git.commits import git_config_of
+from selfcode.git.store import GitStore, RepoLock, RunWorktree
+from selfcode.history.db import HISTORY_FILE, History, new_run_id
+from selfcode.llm.client import LLM, make_llm
+from selfcode.resources import examples_dir
+from selfcode.run.events import RecordingObserver
+from selfcode.run.loop import Agent, Observer, Tally
+from selfcode.run.resume import (
+    RunSummary,
+    next_number,
+    reconcile,
+    restore_tally,
+    summarize,
+    sweep_dead_runs,
+)
+from selfcode.sandbox.base import Sandbox
+from selfcode.sandbox.factory import open_sandbox
+from selfcode.sandbox.trees import Trees
+
+DEMO_REPLAY = "demo-replies.jsonl"
+
+
+def _judge_in(sandbox: Sandbox, settings: Settings, files: list[str], started: float,
+              observer: Observer) -> Judge:
+    trees = Trees(sandbox, settings.sandbox.timeout)
+    benchmarks = discover_benchmarks(files, settings.gate, sandbox.python)
+    return Judge(trees, settings.gate, benchmarks,
+                 progress=lambda msg: observer.event("phase", msg),
+                 sandbox_start=time.perf_counter() - started)
+
+
+def improve(path: Path, settings: Settings, observer: Observer, llm: LLM | None = None,
+            resume: str | None = None) -> RunSummary:
+    """Run the loop on a new branch in its own worktree, or continue run `resume`.
+
+    `llm` overrides the configured model. The repository lock is held throughout; leftovers
+    of crashed runs (worktrees, ref locks, runs still marked running) are settled first.
+    """
+    store = GitStore(path)
+    llm = llm or make_llm(settings.llm, on_retry=lambda msg: observer.event("retry", msg))
+    if store.is_dirty() and not resume:
+        observer.event("note", f"Uncommitted changes are ignored: the run starts from HEAD "
+                               f"({store.head_commit()[:10]}).")
+    run_id = resume or new_run_id()
+    state = store.state_dir()
+    started = time.perf_counter()
+    with RepoLock(state, run_id) as lock, interrupt_on_sigterm():
+        if lock.stale_pid:
+            observer.event("note", f"Cleared a stale lock left by process {lock.stale_pid}.")
+        for leftover in store.prune_leftovers():
+            observer.event("note", f"Removed the worktree left by interrupted run {leftover}.")
+        for ref_lock in store.clear_ref_locks(*OWN_REFS):
+            observer.event("note", f"Removed {ref_lock}, left by a killed git process.")
+        history = History(state / HISTORY_FILE)
+        try:
+            git_cfg = git_config_of(settings)
+
+            def archive_for(rid: str) -> Archive:
+                return Archive(store, history, rid, llm.model, git_cfg)
+
+            for dead in sweep_dead_runs(store, history, archive_for, keep=resume):
+                observer.event("note", f"Run {dead} had died; it is now marked interrupted "
+                                       f"(continue it with --resume {dead}).")
+            return _run(store, history, archive_for(run_id), settings, llm,
+                        RecordingObserver(observer, history, run_id), resume, started)
+        finally:
+            history.close()
+
+
+def _open(store: GitStore, history: History, archive: Archive, settings: Settings, llm: LLM,
+          observer: Observer, resume: str | None) -> tuple[RunWorktree, int, Tally, float]:
+    """The run's worktree, the next candidate number, the counters and the time spent so far."""
+    run_id = archive.run_id
+    if resume is None:
+        worktree = store.create_run(run_id)
+        history.start_run(run_id, str(store.root), worktree.head(), worktree.branch,
+                          settings.agent.goal, llm.model, settings.sandbox.backend)
+        history.set_run_settings(run_id, settings.model_dump(mode="json"))
+        observer.event("start", f"run {run_id} on branch {worktree.branch}", run_id=run_id,
+                       branch=worktree.branch)
+        return worktree, 1, Tally(), 0.0
+    previous = history.run(run_id)
+    if previous is None:
+        raise SelfcodeError(f"There is no run {run_id} in this repository's history; "
+                            "`selfcode runs` lists them.")
+    if store.remove_run_worktree(run_id):
+        observer.event("note", f"Removed the worktree left by interrupted run {run_id}.")
+    worktree = store.open_run(run_id)
+    history.reopen_run(run_id)
+    history.set_run_settings(run_id, settings.model_dump(mode="json"))
+    for message in reconcile(store, history, archive, run_id, worktree, finish_commits=True):
+        observer.event("note", message.capitalize() + ".")
+    start = next_number(history, run_id)
+    observer.event("start", f"resuming run {run_id} on branch {worktree.branch} at candidate "
+                            f"{start}", run_id=run_id, branch=worktree.branch)
+    wall = float(((previous.get("summary") or {}).get("wall_s")) or 0.0)
+    return worktree, start, restore_tally(history, run_id), wall
+
+
+def _run(store: GitStore, history: History, archive: Archive, settings: Settings, llm: LLM,
+         observer: Observer, resume: str | None, started: float) -> RunSummary:
+    run_id = archive.run_id
+    worktree, start, tally, wall_before = _open(store, history, archive, settings, llm,
+                                                observer, resume)
+    state = store.state_dir()
+    sandbox: Sandbox | None = None
+    agent: Agent | None = None
+    status, stop = "failed", "error"
+    try:
+        t0 = time.perf_counter()
+        sandbox = open_sandbox(settings.sandbox, state, run_id, worktree.path, observer)
+        files = worktree.list_files()
+        judge = _judge_in(sandbox, settings, files, t0, observer)
+        judge.set_baseline(worktree.tracked_tar(), runs=settings.gate.flaky_runs)
+        describe_judging(judge, judge.calibrate(), observer)
+
+        def recheck(parent_tar: bytes, diff: str) -> Verdict:
+            t1 = time.perf_counter()
+            with open_sandbox(settings.sandbox, state, run_id, worktree.path,
+                              observer, quiet=True) as fresh:
+                fresh_judge = _judge_in(fresh, settings, files, t1, observer)
+                fresh_judge.set_baseline(parent_tar)
+                # Same noise floor and quarantine as the run: the re-check repeats the
+                # judgement in a clean sandbox, it does not recalibrate it.
+                fresh_judge.calibration = judge.calibration
+                fresh_judge.quarantined = set(judge.quarantined)
+                return fresh_judge.judge(diff)
+
+        entry_points = [f for b in judge.benchmarks.values() for f in b[1:2]] or [
+            f for f in files if f.endswith(".py") and "test" in f]
+        agent = Agent(settings=settings, llm=llm, judge=judge, worktree=worktree,
+                      history=history, run_id=run_id, observer=observer, recheck=recheck,
+                      entry_points=entry_points, archive=archive, start=start, tally=tally)
+        stop = agent.run()
+        status = "finished"
+    except KeyboardInterrupt:
+        status, stop = "interrupted", "interrupted; the current candidate was discarded"
+        with contextlib.suppress(Exception):
+            reconcile(store, history, archive, run_id, None, finish_commits=False)
+            if agent is not None:
+                agent.tally = restore_tally(history, run_id)
+        raise
+    except SelfcodeError as exc:
+        stop = str(exc)
+        raise
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+        summary = summarize(history, run_id, status, stop,
+                            wall_before + time.perf_counter() - started,
+                            agent.tally if agent else tally)
+        history.finish_run(run_id, status, summary.model_dump())
+        worktree.remove()
+    return summary
+
+
+def resume_settings(path: Path, run_id: str, overrides: dict[str, Any]) -> Settings:
+    """The settings run `run_id` was started with, with the flags given now on top."""
+    store = GitStore(path)
+    with History(store.state_dir() / HISTORY_FILE) as history:
+        if history.run(run_id) is None:
+            raise SelfcodeError(f"There is no run {run_id} in this repository's history; "
+                                "`selfcode runs` lists them.")
+        stored = history.run_settings(run_id)
+    if stored is None:
+        return load_settings(store.root, overrides)
+    return Settings.model_validate(_merge(stored, overrides))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = (_merge(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `kill`) cleans up like Ctrl-C instead of dying mid-step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def eval_patch(path: Path, diff: str, settings: Settings, observer: Observer) -> Verdict:
+    """Judge one unified diff against HEAD; never commits, never touches the checkout."""
+    store = GitStore(path)
+    run_id = "eval-" + new_run_id()
+    t0 = time.perf_counter()
+    with open_sandbox(settings.sandbox, store.state_dir(), run_id, store.root, observer) as sandbox:
+        judge = _judge_in(sandbox, settings, store.list_files("HEAD"), t0, observer)
+        judge.set_baseline(store.tracked_tar("HEAD"), runs=settings.gate.flaky_runs)
+        describe_judging(judge, judge.calibrate(), observer)
+        return judge.judge(diff)
+
+
+def prepare_demo_repo(target: Path | None = None) -> tuple[Path, Path]:
+    """Copy the example repository into a fresh git repository; return it and the replay file."""
+    source = examples_dir()
+    repo = target or Path(tempfile.mkdtemp(prefix="selfcode-demo-"))
+    shutil.copytree(source, repo, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(DEMO_REPLAY, "__pycache__", "*.pyc"))
+    replay = repo.parent / f"{repo.name}.{DEMO_REPLAY}"
+    shutil.copyfile(source / DEMO_REPLAY, replay)
+    git: Callable[..., object] = lambda *args: subprocess.run(  # noqa: E731
+        ["git", "-c", "user.name=selfcode demo", "-c", "user.email=demo@selfcode.local",
+         "-c", "init.defaultBranch=main", "-c", "core.hooksPath=/dev/null", *args],
+        cwd=repo, check=True, capture_output=True,
+    )
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "The slow example library")
+    return repo, replay
