@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from selfcode.config import GateConfig
+from selfcode.gate.config import GateConfig
 from selfcode.gate.measure import BenchSetting, Calibration, calibrate, measure
 from selfcode.gate.stats import median_rule, min_of_runs_rule, single_run_rule
 from selfcode.resources import harness_dir

@@ -197,7 +197,7 @@ def main() -> int:
 
             # 6. What a candidate costs beyond its own tests and benchmarks, as the verdict
             # reports it: total - tests - benchmarks, warm container (judged on tests only).
-            from selfcode.config import GateConfig
+            from selfcode.gate.config import GateConfig
             from selfcode.gate.judge import Judge
 
             judge = Judge(trees, GateConfig(goal="fix"), {})

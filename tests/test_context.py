@@ -1,4 +1,4 @@
-from selfcode.config import GateConfig
+from selfcode.gate.config import GateConfig
 from selfcode.prompt.context import editable_sources, exercised_files, outline, repo_map
 
 

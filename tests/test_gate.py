@@ -1,6 +1,6 @@
 import pytest
 
-from selfcode.config import GateConfig
+from selfcode.gate.config import GateConfig
 from selfcode.gate.rules import (
     context_probes,
     fix_reason,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcode.config import GateConfig
+from selfcode.gate.config import GateConfig
 from selfcode.gate.judge import Judge, discover_benchmarks
 from selfcode.git.store import GitStore
 from selfcode.resources import harness_dir

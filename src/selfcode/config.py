@@ -18,10 +18,10 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from selfcode.errors import ConfigError
+from selfcode.gate.config import GateConfig
 
 
 class _Section(BaseModel):
@@ -63,86 +63,6 @@ class SandboxConfig(_Section):
     # (tmpfs_size), their pages count against `memory`.
     tmp_size: str = "256m"
     home_size: str = "64m"
-
-
-Metric = Literal["cpu_time", "instructions"]
-
-
-class GateConfig(_Section):
-    goal: Literal["auto", "speed", "fix", "metric"] = "auto"
-    # How benchmarks are measured: instruction counts (valgrind, deterministic) where a benchmark
-    # runs under `instruction_native_limit` seconds natively, CPU time otherwise.
-    metric: Literal["auto", "cpu_time", "instructions"] = "auto"
-    metrics: dict[str, Metric] = Field(default_factory=dict)
-    instruction_native_limit: float = 2.0
-    screen_pairs: int = Field(default=10, ge=5)
-    confirm_pairs: int = Field(default=20, ge=6)
-    calibration_pairs: int = Field(default=6, ge=3)
-    alpha: float = Field(default=0.01, gt=0, lt=0.5)
-    min_improvement: float = Field(default=0.03, ge=0, lt=1)
-    max_time_noise: float = 0.10
-    flaky_runs: int = Field(default=3, ge=1)
-    sentinel_every: int = Field(default=20, ge=0)
-    # Reject patches whose new code asks how it is being run (argv, the call stack, pytest in
-    # sys.modules...): the classic way to take a shortcut only under the benchmark.
-    refuse_context_probes: bool = True
-    metric_command: str | None = None
-    metric_direction: Literal["max", "min"] = "max"
-    # Extra arguments for the judged pytest run (e.g. ["tests/unit"]); the harness always runs
-    # pytest itself, since the JUnit report and the collected ids come from it.
-    pytest_args: list[str] = Field(default_factory=list)
-    benchmarks: dict[str, str] = Field(default_factory=dict)
-    protected: list[str] = Field(
-        default_factory=lambda: [
-            "tests/**",
-            "test/**",
-            "testing/**",
-            "**/tests/**",
-            "**/test_*.py",
-            "**/*_test.py",
-            "test_*.py",
-            "*_test.py",
-            "**/conftest.py",
-            "conftest.py",
-            "pytest.ini",
-            "tox.ini",
-            "setup.cfg",
-            "pyproject.toml",
-            "**/sitecustomize.py",
-            "sitecustomize.py",
-            "**/usercustomize.py",
-            "usercustomize.py",
-            "**/*.pth",
-            "*.pth",
-            "benchmarks/**",
-            ".github/**",
-            ".gitlab-ci.yml",
-            ".ci/**",
-            ".git*",
-            "**/.git*",
-            "selfcode.toml",
-        ]
-    )
-
-    # Added to `protected` rather than replacing it, so extending the defaults cannot drop them.
-    protect_also: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _merge_protect_also(self) -> GateConfig:
-        extra = [p for p in self.protect_also if p not in self.protected]
-        if extra:
-            # Assigning through __dict__ skips validate_assignment's re-entry into this hook.
-            self.__dict__["protected"] = [*self.protected, *extra]
-        return self
-
-    @field_validator("protected")
-    @classmethod
-    def _never_empty(cls, value: list[str]) -> list[str]:
-        # An empty list would let a candidate rewrite the tests that judge it.
-        if not value:
-            raise ValueError("must list at least one pattern; an empty list would let "
-                             "candidates edit their own tests")
-        return value
 
 
 class AgentConfig(_Section):

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 
-from selfcode.config import GateConfig
 from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
 from selfcode.errors import ConfigError, EditError, PolicyError, SandboxError
+from selfcode.gate.config import GateConfig
 from selfcode.gate.measure import Calibration, calibrate, measure
 from selfcode.gate.rules import (
     BenchVerdict,

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from selfcode.config import GateConfig, Metric
 from selfcode.errors import SelfcodeError
+from selfcode.gate.config import GateConfig, Metric
 from selfcode.gate.rules import BenchVerdict, judge_instructions, judge_time, output_problem
 from selfcode.gate.stats import aa_noise, implied_delta, screen
 from selfcode.sandbox.trees import Trees

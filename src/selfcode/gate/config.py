@@ -1,0 +1,109 @@
+"""The gate's configuration: what is protected, how benchmarks are measured, how sure it must be.
+
+`Settings` (selfcode.config) carries it as its `gate` section; the defaults here are part of the
+judge: a candidate that could edit them could lower the bar it is judged by.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Metric = Literal["cpu_time", "instructions"]
+
+# Every way a Python project declares what it installs, at any depth.
+DEPENDENCY_FILES = tuple(
+    pattern
+    for name in ("requirements*.txt", "requirements*.in", "requirements/**", "constraints*.txt",
+                 "setup.py", "Pipfile", "Pipfile.lock", "poetry.lock", "uv.lock", "pdm.lock",
+                 "pylock*.toml", "environment.yml", "environment.yaml", "conda-lock.yml",
+                 "MANIFEST.in", "hatch.toml", "pixi.toml", "pixi.lock", ".python-version")
+    for pattern in (name, f"**/{name}")
+)
+
+
+class GateConfig(BaseModel):
+    """How candidates are judged: `[tool.selfcode.gate]`. Part of the judge, so it lives behind
+    the judge's glob (`src/selfcode/gate/**`) and no candidate of selfcode may change it."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+    goal: Literal["auto", "speed", "fix", "metric"] = "auto"
+    # How benchmarks are measured: instruction counts (valgrind, deterministic) where a benchmark
+    # runs under `instruction_native_limit` seconds natively, CPU time otherwise.
+    metric: Literal["auto", "cpu_time", "instructions"] = "auto"
+    metrics: dict[str, Metric] = Field(default_factory=dict)
+    instruction_native_limit: float = 2.0
+    screen_pairs: int = Field(default=10, ge=5)
+    confirm_pairs: int = Field(default=20, ge=6)
+    calibration_pairs: int = Field(default=6, ge=3)
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    min_improvement: float = Field(default=0.03, ge=0, lt=1)
+    max_time_noise: float = 0.10
+    flaky_runs: int = Field(default=3, ge=1)
+    sentinel_every: int = Field(default=20, ge=0)
+    # Reject patches whose new code asks how it is being run (argv, the call stack, pytest in
+    # sys.modules...): the classic way to take a shortcut only under the benchmark.
+    refuse_context_probes: bool = True
+    metric_command: str | None = None
+    metric_direction: Literal["max", "min"] = "max"
+    # Extra arguments for the judged pytest run (e.g. ["tests/unit"]); the harness always runs
+    # pytest itself, since the JUnit report and the collected ids come from it.
+    pytest_args: list[str] = Field(default_factory=list)
+    benchmarks: dict[str, str] = Field(default_factory=dict)
+    protected: list[str] = Field(
+        default_factory=lambda: [
+            "tests/**",
+            "test/**",
+            "testing/**",
+            "**/tests/**",
+            "**/test_*.py",
+            "**/*_test.py",
+            "test_*.py",
+            "*_test.py",
+            "**/conftest.py",
+            "conftest.py",
+            "pytest.ini",
+            "tox.ini",
+            "setup.cfg",
+            "pyproject.toml",
+            "**/sitecustomize.py",
+            "sitecustomize.py",
+            "**/usercustomize.py",
+            "usercustomize.py",
+            "**/*.pth",
+            "*.pth",
+            "benchmarks/**",
+            ".github/**",
+            ".gitlab-ci.yml",
+            ".ci/**",
+            ".git*",
+            "**/.git*",
+            "selfcode.toml",
+            # Dependency declarations: the sandbox image is built from the baseline's, and a
+            # candidate that could add one could make the host fetch or build what it names.
+            *DEPENDENCY_FILES,
+        ]
+    )
+
+    # Added to `protected` rather than replacing it, so extending the defaults cannot drop them.
+    protect_also: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _merge_protect_also(self) -> GateConfig:
+        extra = [p for p in self.protect_also if p not in self.protected]
+        if extra:
+            # Assigning through __dict__ skips validate_assignment's re-entry into this hook.
+            self.__dict__["protected"] = [*self.protected, *extra]
+        return self
+
+    @field_validator("protected")
+    @classmethod
+    def _never_empty(cls, value: list[str]) -> list[str]:
+        # An empty list would let a candidate rewrite the tests that judge it.
+        if not value:
+            raise ValueError("must list at least one pattern; an empty list would let "
+                             "candidates edit their own tests")
+        return value
