@@ -80,9 +80,16 @@ from docker.types import LogConfig, Ulimit
 from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
+from selfcode.processes import owner_alive, process_start
 from selfcode.run.events import Observer
 from selfcode.sandbox.base import ExecResult
-from selfcode.sandbox.image import docker_client, engine_problem, ensure_image
+from selfcode.sandbox.image import (
+    _engine_error,
+    _short,
+    docker_client,
+    engine_problem,
+    ensure_image,
+)
 from selfcode.sandbox.staging import unpack_tree
 
 MAX_OUTPUT = 8 * 1024 * 1024
@@ -239,7 +246,7 @@ class DockerSandbox:
         labels = {
             LABEL_RUN: run_id,
             LABEL_PID: str(os.getpid()),
-            LABEL_PIDSTART: _process_start(os.getpid()) or "",
+            LABEL_PIDSTART: process_start(os.getpid()) or "",
             LABEL_HOST: socket.gethostname(),
             LABEL_STAGE: str(outer),
         }
@@ -807,48 +814,13 @@ def _is_host_secret(value: str) -> bool:
     )
 
 
-def _process_start(pid: int) -> str | None:
-    """The kernel's start time of `pid` (Linux), to tell a live run from a reused pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
-
-
 def _run_alive(labels: dict[str, str]) -> bool:
     try:
         pid = int(labels.get(LABEL_PID, ""))
     except ValueError:
         return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    recorded = labels.get(LABEL_PIDSTART)
-    current = _process_start(pid)
-    return not (recorded and current and recorded != current)
+    return owner_alive(pid, labels.get(LABEL_PIDSTART) or None)
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.")[:40] or "run"
-
-
-def _engine_error(doing: str, exc: BaseException) -> SandboxError:
-    return SandboxError(
-        f"The Docker engine stopped answering while {doing} ({engine_problem(exc)}); check "
-        "that it runs (`docker info`) and run selfcode again."
-    )
-
-
-def _short(exc: BaseException) -> str:
-    """The first line of an error; for the engine's errors, its explanation without the URL."""
-    explanation = getattr(exc, "explanation", None)
-    text = explanation if isinstance(explanation, str) and explanation else str(exc)
-    lines = text.strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]

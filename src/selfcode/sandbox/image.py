@@ -153,7 +153,7 @@ def ensure_base_image(client: docker.DockerClient, base_image: str, progress: Pr
     except docker.errors.ImageNotFound:
         pass
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise _engine_error(exc) from exc
+        raise _engine_error("preparing the sandbox image", exc) from exc
     progress(f"base image {base_image} is not present; trying to pull it")
     try:
         image = client.images.pull(base_image)
@@ -199,7 +199,7 @@ def python_info(
                 f"{_BOOTSTRAP_FIX}."
             ) from exc
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise _engine_error(exc) from exc
+            raise _engine_error("preparing the sandbox image", exc) from exc
         cache_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(cache, json.dumps(raw).encode("utf-8"))
     try:
@@ -523,7 +523,7 @@ def _build(
                 f"{_BOOTSTRAP_FIX}."
             ) from exc
         except requests.exceptions.RequestException as exc:
-            raise _engine_error(exc) from exc
+            raise _engine_error("preparing the sandbox image", exc) from exc
     if not _image_exists(client, tag):
         raise SandboxError(
             f"The Docker engine finished building {tag} but the image is missing (last lines of "
@@ -577,14 +577,16 @@ def _image_exists(client: docker.DockerClient, tag: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise _engine_error(exc) from exc
+        raise _engine_error("preparing the sandbox image", exc) from exc
     return True
 
 
-def _engine_error(exc: BaseException) -> SandboxError:
+def _engine_error(doing: str, exc: BaseException) -> SandboxError:
+    """The one sentence for a failure of the engine itself (not of what it was asked to do)."""
+    verb = "failed" if isinstance(exc, docker.errors.APIError) else "stopped answering"
     return SandboxError(
-        f"The Docker engine failed while preparing the sandbox image ({_short(exc)}); check "
-        "that it is running (`docker info`) and try again."
+        f"The Docker engine {verb} while {doing} ({engine_problem(exc)}); check that it "
+        "runs (`docker info`) and run selfcode again."
     )
 
 

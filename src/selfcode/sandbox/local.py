@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from selfcode.processes import pid_alive
 from selfcode.sandbox.base import ENV_ALLOWLIST, ExecResult
 from selfcode.sandbox.staging import unpack_tree
 
@@ -138,20 +139,10 @@ def sweep_dead_sandboxes(parent: Path | None = None) -> list[Path]:
             owner = int((path / "owner").read_text())
         except (OSError, ValueError):
             continue  # not ours, or not finished being created: leave it alone
-        if not _alive(owner):
+        if not pid_alive(owner):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill_group(pid: int) -> None:
