@@ -1,8 +1,8 @@
 import pytest
 
 from selfcode.gate.config import GateConfig
+from selfcode.gate.probes import context_probes
 from selfcode.gate.rules import (
-    context_probes,
     fix_reason,
     flaky_tests,
     judge_instructions,

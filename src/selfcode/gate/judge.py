@@ -16,13 +16,13 @@ from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
 from selfcode.errors import ConfigError, EditError, PolicyError, SandboxError
 from selfcode.gate.config import GateConfig
 from selfcode.gate.measure import Calibration, calibrate, measure
+from selfcode.gate.probes import context_probes
 from selfcode.gate.rules import (
     BenchVerdict,
     Goal,
     PatchSummary,
     TestsVerdict,
     Verdict,
-    context_probes,
     fix_reason,
     flaky_tests,
     judge_tests,
