@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from selfcode.gate.rules import BenchVerdict, PatchSummary, TestCounts, TestsVerdict, Verdict
+from selfcode.gate.verdict import BenchVerdict, PatchSummary, TestCounts, TestsVerdict, Verdict
 
 from repos import GIT_ENV_ARGS
 

@@ -1,15 +1,10 @@
 import pytest
 
+from selfcode.gate.benchrules import judge_instructions, judge_time
 from selfcode.gate.config import GateConfig
 from selfcode.gate.probes import context_probes
-from selfcode.gate.rules import (
-    fix_reason,
-    flaky_tests,
-    judge_instructions,
-    judge_tests,
-    judge_time,
-    protected_violations,
-)
+from selfcode.gate.protected import protected_violations
+from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
 from selfcode.sandbox.results import BenchOutput, BenchSamples, TestsRun
 
 IDS = ["t.py::a", "t.py::b", "t.py::c"]

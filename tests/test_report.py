@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from selfcode.cli.app import app
-from selfcode.gate.rules import BenchVerdict
+from selfcode.gate.verdict import BenchVerdict
 from selfcode.report.plots import Scale, Series, bench_svg, series_of, text_plot
 
 from run_helpers import (

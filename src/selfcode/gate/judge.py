@@ -17,17 +17,9 @@ from selfcode.errors import ConfigError, EditError, PolicyError, SandboxError
 from selfcode.gate.config import GateConfig
 from selfcode.gate.measure import Calibration, calibrate, measure
 from selfcode.gate.probes import context_probes
-from selfcode.gate.rules import (
-    BenchVerdict,
-    Goal,
-    PatchSummary,
-    TestsVerdict,
-    Verdict,
-    fix_reason,
-    flaky_tests,
-    judge_tests,
-    protected_violations,
-)
+from selfcode.gate.protected import protected_violations
+from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
+from selfcode.gate.verdict import BenchVerdict, Goal, PatchSummary, TestsVerdict, Verdict
 from selfcode.run.events import Observer
 from selfcode.sandbox.results import TestsRun
 from selfcode.sandbox.trees import Trees

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from selfcode.errors import SelfcodeError
+from selfcode.gate.benchrules import judge_instructions, judge_time, output_problem
 from selfcode.gate.config import GateConfig, Metric
-from selfcode.gate.rules import BenchVerdict, judge_instructions, judge_time, output_problem
 from selfcode.gate.stats import aa_noise, implied_delta, screen
+from selfcode.gate.verdict import BenchVerdict
 from selfcode.sandbox.trees import Trees
 
 CONFIRM_INSTRUCTION_WINS = 0.95  # wins of 5 % or more must show in CPU time too

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from selfcode.errors import GitError
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.git.commits import GitConfig, candidate_message, note_json
 from selfcode.git.store import GitStore, RunWorktree
 from selfcode.history.db import History

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from selfcode.config import GitConfig, load_settings
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.report.plots import series_of
 from selfcode.report.units import fmt_sample, fmt_speedup, median
 

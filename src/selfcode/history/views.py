@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from selfcode.errors import SelfcodeError
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import candidate_ref
 from selfcode.git.commits import title_of
 from selfcode.git.store import GitStore

@@ -6,7 +6,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfcode.gate.rules import protected_violations
+from selfcode.gate.protected import protected_violations
 
 _SRC_ROOTS = ("src/", "")
 

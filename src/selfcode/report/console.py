@@ -14,7 +14,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView
 from selfcode.report.markdown import headline, speed_cell, tests_sentence, usage_sentence
 from selfcode.report.plots import series_of, text_plot

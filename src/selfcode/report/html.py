@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView
 from selfcode.report.markdown import headline, speed_cell, tests_sentence, usage_sentence
 from selfcode.report.plots import bench_svg, series_of

@@ -7,7 +7,7 @@ correct (test counts against the baseline), and what it cost (tokens, money, tim
 
 from __future__ import annotations
 
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView
 from selfcode.report.plots import series_of, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from selfcode.gate.rules import BenchVerdict
+from selfcode.gate.verdict import BenchVerdict
 from selfcode.report.units import fmt_sample, fmt_speedup, median
 
 WIDTH, ROW_H, TOP, LEFT, RIGHT = 760, 52, 34, 92, 150

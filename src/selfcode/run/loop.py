@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from selfcode.config import Settings
 from selfcode.gate.judge import Judge
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import Archive
 from selfcode.git.store import RunWorktree
 from selfcode.history.db import History
-from selfcode.llm.client import LLM, Reply
+from selfcode.llm import LLM, Reply
 from selfcode.prompt.context import Attempt
 from selfcode.run.events import Observer
 from selfcode.run.ledger import Budget

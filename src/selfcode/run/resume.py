@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import Archive
 from selfcode.git.store import GitStore, RunWorktree
 from selfcode.history.db import History

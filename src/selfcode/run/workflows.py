@@ -21,12 +21,12 @@ from typing import Any
 from selfcode.config import Settings, load_settings
 from selfcode.errors import SelfcodeError
 from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
-from selfcode.gate.rules import Verdict
+from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import OWN_REFS, Archive
 from selfcode.git.commits import git_config_of
 from selfcode.git.store import GitStore, RepoLock, RunWorktree
 from selfcode.history.db import HISTORY_FILE, History, new_run_id
-from selfcode.llm.client import LLM, make_llm
+from selfcode.llm import LLM, make_llm
 from selfcode.resources import examples_dir
 from selfcode.run.events import RecordingObserver
 from selfcode.run.loop import Agent, Observer, Tally

@@ -1,0 +1,85 @@
+"""What the judge decides, as data: the `Verdict` and its parts (stable JSON field names).
+
+Every other part of selfcode reads verdicts; only the judge (gate/judge.py) makes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Goal = Literal["speed", "fix", "metric"]
+
+
+Status = Literal["accepted", "rejected", "unusable"]
+
+
+BenchOutcome = Literal["faster", "slower", "same", "failed", "output differs"]
+
+
+class PatchSummary(BaseModel):
+    files: list[str] = Field(default_factory=list)
+    added: int = 0
+    removed: int = 0
+
+
+class TestCounts(BaseModel):
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+class TestsVerdict(BaseModel):
+    baseline: TestCounts
+    candidate: TestCounts
+    lost: list[str] = Field(default_factory=list)
+    newly_failing: list[str] = Field(default_factory=list)
+    newly_skipped: list[str] = Field(default_factory=list)
+    fixed: list[str] = Field(default_factory=list)
+    quarantined: list[str] = Field(default_factory=list)
+    """Tests whose baseline outcome varied between runs: listed, and left out of the comparison."""
+
+
+class BenchVerdict(BaseModel):
+    name: str
+    metric: str
+    baseline: list[float]
+    candidate: list[float]
+    ratio: float | None = None
+    p_value: float | None = None
+    verdict: BenchOutcome
+    delta: float | None = None
+    """The smallest gain this benchmark may claim (from the A/A noise of the run)."""
+    stage: Literal["instructions", "screen", "confirm"] | None = None
+    confirmation: dict[str, Any] | None = None
+    """CPU-time check of a large instruction-count win: ratio, p_value, samples."""
+
+
+class Verdict(BaseModel):
+    accepted: bool
+    status: Status
+    goal: Goal
+    reasons: list[str] = Field(default_factory=list)
+    patch: PatchSummary = Field(default_factory=PatchSummary)
+    tests: TestsVerdict | None = None
+    benchmarks: list[BenchVerdict] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    sandbox: str = ""
+
+    def gain(self) -> str:
+        """The accepted gain as people say it, naming the metric it was measured in."""
+        best = min((b for b in self.benchmarks if b.verdict == "faster" and b.ratio),
+                   key=lambda b: b.ratio or 1.0, default=None)
+        if best is None or not best.ratio:
+            return ""
+        if best.metric == "instructions":
+            text = f"{1 / best.ratio:.2f}x fewer instructions"
+            cpu = (best.confirmation or {}).get("ratio")
+            return text + (f", {1 / cpu:.2f}x less CPU time" if cpu else "")
+        return f"{1 / best.ratio:.2f}x less CPU time"
+
+    def speedup(self) -> float | None:
+        """Baseline/candidate of the best faster benchmark (1.25 = 25 % faster)."""
+        ratios = [b.ratio for b in self.benchmarks if b.verdict == "faster" and b.ratio]
+        return 1 / min(ratios) if ratios else None
