@@ -1,4 +1,4 @@
-"""history.py: named append-only migrations, and every record surviving a crash."""
+"""history/: named append-only migrations, and every record surviving a crash."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from selfcode.errors import SelfcodeError
-from selfcode.history import db as history
-from selfcode.history.db import History, migrate, new_run_id
+from selfcode.history import migrations
+from selfcode.history.db import History, new_run_id
+from selfcode.history.migrations import migrate
 
 RUN = {
     "repo": "/repo",
@@ -38,7 +39,7 @@ def hist(db_path: Path) -> Iterator[History]:
 
 
 # The migrations selfcode ships, in order (m001_initial first; later ones are appended).
-SHIPPED = [name for name, _ in history.MIGRATIONS]
+SHIPPED = [name for name, _ in migrations.MIGRATIONS]
 
 
 def applied(path: Path) -> list[str]:
@@ -77,17 +78,17 @@ def test_a_new_migration_applies_only_itself(
 ) -> None:
     with History(db_path) as h:
         h.start_run("r1", **RUN)
-    monkeypatch.setattr(history, "MIGRATIONS", list(history.MIGRATIONS))
+    monkeypatch.setattr(migrations, "MIGRATIONS", list(migrations.MIGRATIONS))
     calls: list[str] = []
-    real_initial = history.MIGRATIONS[0][1]
+    real_initial = migrations.MIGRATIONS[0][1]
 
     def spy_initial(db: sqlite3.Connection) -> None:
         calls.append("m001_initial")
         real_initial(db)
 
-    history.MIGRATIONS[0] = ("m001_initial", spy_initial)
+    migrations.MIGRATIONS[0] = ("m001_initial", spy_initial)
 
-    @history.migration
+    @migrations.migration
     def m002_run_labels(db: sqlite3.Connection) -> None:
         calls.append("m002_run_labels")
         db.execute("ALTER TABLE runs ADD COLUMN label TEXT")
@@ -123,9 +124,9 @@ def test_a_failing_migration_rolls_back_and_is_not_recorded(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     History(db_path).close()
-    monkeypatch.setattr(history, "MIGRATIONS", list(history.MIGRATIONS))
+    monkeypatch.setattr(migrations, "MIGRATIONS", list(migrations.MIGRATIONS))
 
-    @history.migration
+    @migrations.migration
     def m002_broken(db: sqlite3.Connection) -> None:
         db.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("migration bug")
@@ -137,10 +138,10 @@ def test_a_failing_migration_rolls_back_and_is_not_recorded(
 
 
 def test_registering_a_name_twice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(history, "MIGRATIONS", list(history.MIGRATIONS))
+    monkeypatch.setattr(migrations, "MIGRATIONS", list(migrations.MIGRATIONS))
     with pytest.raises(ValueError, match="already registered"):
 
-        @history.migration
+        @migrations.migration
         def m001_initial(db: sqlite3.Connection) -> None:
             pass
 

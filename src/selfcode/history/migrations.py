@@ -1,0 +1,189 @@
+"""The history database's schema, as named, append-only migrations.
+
+Each migration is a function registered with `@migration`, applied once, in order, and
+remembered by name in the `_migrations` table, so an existing database only ever gains the
+steps it has not seen. Never edit or reorder a migration that has shipped: databases out
+there were built by its exact SQL. Change the schema by adding a new one at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from selfcode.errors import SelfcodeError
+
+# The values the schema's CHECK constraints allow; shipped migrations build their SQL from
+# them, so extending one needs a migration that rebuilds the table, not just a new value.
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
+CANDIDATE_STATUSES = ("proposed", "malformed", "rejected", "accepted", "abandoned")
+REVIEW_DECISIONS = ("approved", "rejected")
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def utc_now() -> str:
+    """The current time as every `*_at` column stores it (ISO 8601, UTC, microseconds)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration, under its function name."""
+    name = fn.__name__
+    if any(existing == name for existing, _ in MIGRATIONS):
+        raise ValueError(f"migration {name} is already registered")
+    MIGRATIONS.append((name, fn))
+    return fn
+
+
+def _in(values: Sequence[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def migrate(
+    db: sqlite3.Connection, migrations: Sequence[tuple[str, Migration]] | None = None
+) -> list[str]:
+    """Apply the migrations `db` has not seen yet, in order; return their names.
+
+    Each migration runs in its own transaction together with the row that records it, so a
+    failure leaves the database at the last good migration. Safe to call concurrently.
+    """
+    steps = list(MIGRATIONS if migrations is None else migrations)
+    saved_isolation = db.isolation_level
+    if db.in_transaction:
+        db.commit()
+    db.isolation_level = None  # explicit transactions: DDL must not be committed implicitly
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations"
+            " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        applied = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        unknown = applied - {name for name, _ in steps}
+        if unknown:
+            raise SelfcodeError(
+                f"The history database was written by a newer selfcode (migration "
+                f"{sorted(unknown)[0]} is unknown here); upgrade selfcode."
+            )
+        done: list[str] = []
+        for name, fn in steps:
+            if name in applied:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seen = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone()
+                if seen is None:  # another process may have applied it meanwhile
+                    fn(db)
+                    db.execute(
+                        "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                        (name, utc_now()),
+                    )
+                    done.append(name)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return done
+    finally:
+        db.isolation_level = saved_isolation
+
+
+# -- the shipped migrations, oldest first --------------------------------------------------------
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.execute(
+        f"""
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            repo TEXT NOT NULL,
+            base_commit TEXT NOT NULL,
+            branch TEXT NOT NULL,
+            goal TEXT NOT NULL,
+            model TEXT NOT NULL,
+            sandbox TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'running' CHECK (status IN {_in(RUN_STATUSES)}),
+            summary_json TEXT
+        )
+        """
+    )
+    db.execute(
+        f"""
+        CREATE TABLE candidates (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            n INTEGER NOT NULL,
+            parent_commit TEXT,
+            rationale TEXT,
+            diff TEXT,
+            status TEXT NOT NULL DEFAULT 'proposed'
+                CHECK (status IN {_in(CANDIDATE_STATUSES)}),
+            verdict_json TEXT,
+            commit_sha TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, n)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE exchanges (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            candidate_n INTEGER,
+            turn INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            reply TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            latency_s REAL,
+            error TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX exchanges_by_run ON exchanges (run_id, candidate_n)")
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            candidate_n INTEGER,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_by_run ON events (run_id)")
+
+
+@migration
+def m002_archive_resume_review(db: sqlite3.Connection) -> None:
+    # The git archive, resumable runs and human review.
+    #
+    # The commit kept under refs/selfcode/<run>/<n> for a candidate (accepted or not).
+    db.execute("ALTER TABLE candidates ADD COLUMN candidate_commit TEXT")
+    # The settings a run started with, so `--resume` continues it the same way.
+    db.execute("ALTER TABLE runs ADD COLUMN settings_json TEXT")
+    db.execute(
+        f"""
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            n INTEGER NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN {_in(REVIEW_DECISIONS)}),
+            reviewer TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX reviews_by_run ON reviews (run_id, n)")
