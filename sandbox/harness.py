@@ -177,6 +177,10 @@ class _Bench:
                  metric: str) -> None:
         self.argv, self.trees, self.timeout, self.metric = argv, trees, timeout, metric
         self.samples: dict[str, list[float]] = {"a": [], "b": []}
+        # Every counted run's CPU, wall time and peak memory, whatever the metric: the host
+        # checks a win for regressions in all three.
+        self.resources: dict[str, dict[str, list[float]]] = {
+            side: {"cpu": [], "wall": [], "rss": []} for side in ("a", "b")}
         self.outputs: dict[str, dict[str, Any]] = {}
 
     def _measure(self, side: str) -> tuple[dict[str, Any], float | None]:
@@ -215,6 +219,10 @@ class _Bench:
             return f"{side}: no {self.metric} measurement"
         if record:
             self.samples[side].append(value)
+            used = self.resources[side]
+            used["cpu"].append(res["cpu"] or 0.0)
+            used["wall"].append(res["wall"])
+            used["rss"].append(float(res["max_rss_kb"] or 0))
         return None
 
 
@@ -241,6 +249,7 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
             "a": bench.samples["a"],
             "b": bench.samples["b"],
             "output": bench.outputs,
+            "resources": bench.resources,
             "failure": failure,
         })
     return {"kind": "bench", "benchmarks": results}

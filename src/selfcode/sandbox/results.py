@@ -52,6 +52,15 @@ class BenchSamples(_Strict):
     b: list[float]
     output: dict[str, BenchOutput] = Field(default_factory=dict)
     failure: str | None = None
+    resources: dict[Literal["a", "b"], dict[Literal["cpu", "wall", "rss"], list[float]]] = Field(
+        default_factory=dict)
+    """Per side, per resource, one value per counted run (CPU s, wall s, peak RSS KiB)."""
+
+    def resource_pairs(self) -> dict[Literal["cpu", "wall", "rss"],
+                                     tuple[list[float], list[float]]]:
+        """Each resource's paired samples (baseline, candidate), where both sides have them."""
+        a, b = self.resources.get("a", {}), self.resources.get("b", {})
+        return {r: (a[r], b[r]) for r in ("cpu", "wall", "rss") if r in a and r in b}
 
 
 class Probe(_Strict):
