@@ -36,8 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from selfcode.config import SandboxConfig  # noqa: E402
-from selfcode.sandbox.docker import DockerSandbox, docker_available  # noqa: E402
-from selfcode.sandbox.image import build_image, docker_client  # noqa: E402
+from selfcode.sandbox.docker import (  # noqa: E402
+    DockerSandbox,
+    build_image,
+    docker_available,
+    docker_client,
+)
 
 EXAMPLE_DIFF = """\
 --- a/src/primes/__init__.py

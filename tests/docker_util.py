@@ -24,7 +24,8 @@ import pytest
 
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
-from selfcode.sandbox.docker import LABEL_RUN, DockerSandbox, docker_available
+from selfcode.sandbox.container import LABEL_RUN
+from selfcode.sandbox.docker import DockerSandbox, docker_available
 from selfcode.sandbox.image import BuildResult, build_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -23,18 +23,11 @@ import docker
 import pytest
 
 from selfcode.errors import SandboxError
-from selfcode.sandbox import docker as docker_backend
+from selfcode.sandbox import execution as docker_backend
 from selfcode.sandbox.base import Sandbox
-from selfcode.sandbox.docker import (
-    KILL_AFTER,
-    LABEL_HOST,
-    LABEL_PID,
-    LABEL_RUN,
-    MAX_OUTPUT,
-    DockerSandbox,
-    cleanup_dead_runs,
-    docker_available,
-)
+from selfcode.sandbox.container import LABEL_HOST, LABEL_PID, LABEL_RUN
+from selfcode.sandbox.docker import DockerSandbox, cleanup_dead_runs, docker_available
+from selfcode.sandbox.execution import KILL_AFTER, MAX_OUTPUT
 from selfcode.sandbox.image import build_image, image_tag
 
 pytest.register_assert_rewrite("docker_util")

@@ -4,10 +4,8 @@
 
 1. The base image is asked once (per image id, cached in the state dir) which Python it has and
    which wheel platforms it accepts.
-2. The target's dependencies (`[project] dependencies`, the `test`/`tests`/`testing` extras and
-   dependency groups of `pyproject.toml`, and `requirements*.txt`), plus pytest, are downloaded
-   on the HOST with `pip download --only-binary=:all:` for that Python and platform, into
-   `<state dir>/wheelhouse/<key>/`.
+2. The target's dependencies are downloaded as wheels on the HOST for that Python and platform
+   (see `deps.py`).
 3. The top-level `Dockerfile` is built with a context of just itself and that wheelhouse, so pip
    inside the build never touches an index (`--no-index`).
 
@@ -22,15 +20,10 @@ import hashlib
 import io
 import json
 import os
-import re
-import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,37 +35,20 @@ import requests.exceptions
 from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
+from selfcode.sandbox.deps import (
+    Progress,
+    PythonInfo,
+    build_wheelhouse,
+    collect_dependencies,
+    no_progress,
+)
+from selfcode.sandbox.engine import docker_client, engine_error, short_error
 
 IMAGE_REPOSITORY = "selfcode-sandbox"
 # Bump when the way the image is assembled changes in a way the Dockerfile's bytes do not show.
 _RECIPE_VERSION = "1"
-# Always in the image: the harness runs pytest.
-_ALWAYS = ("pytest",)
-# Extras / dependency groups that a repository's tests usually need.
-_TEST_GROUPS = ("test", "tests", "testing")
 _BOOTSTRAP_FIX = "run sandbox/bootstrap-base.sh and set SELFCODE_BASE_IMAGE to the name it prints"
 _BUILD_LOG_TAIL = 25
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class PythonInfo:
-    """What the base image's `python3` accepts, for `pip download --platform ...`."""
-
-    version: str  # "3.11"
-    implementation: str  # "cp"
-    abis: tuple[str, ...]  # ("cp311", "abi3", "none")
-    platforms: tuple[str, ...]  # ("manylinux_2_36_x86_64", ..., "linux_x86_64")
-
-    def key(self) -> str:
-        return json.dumps(
-            [self.version, self.implementation, list(self.abis), list(self.platforms)]
-        )
 
 
 @dataclass(frozen=True)
@@ -111,39 +87,7 @@ print(json.dumps(info))
 """
 
 
-# --- the engine and the base image -------------------------------------------------------------
-
-
-def docker_client(timeout: int = 60) -> docker.DockerClient:
-    """A client for the engine of the environment (DOCKER_HOST...), or a SandboxError saying why."""
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        raise SandboxError(
-            f"The Docker engine does not answer ({engine_problem(exc)}); start it (for example "
-            "with scripts/provision-docker.sh) or use --sandbox local."
-        ) from exc
-    return client
-
-
-def engine_problem(exc: BaseException) -> str:
-    """What went wrong talking to the engine, in a few words (the socket's errno when known)."""
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, FileNotFoundError):
-            return "its socket does not exist"
-        if isinstance(item, PermissionError):
-            return "permission denied on its socket; join the docker group or run as root"
-        if isinstance(item, ConnectionRefusedError):
-            return "the connection was refused"
-        stack.extend([item.__cause__, item.__context__, *item.args])
-    return _short(exc)
+# --- the base image ----------------------------------------------------------------------------
 
 
 def ensure_base_image(client: docker.DockerClient, base_image: str, progress: Progress) -> str:
@@ -153,14 +97,14 @@ def ensure_base_image(client: docker.DockerClient, base_image: str, progress: Pr
     except docker.errors.ImageNotFound:
         pass
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise _engine_error("preparing the sandbox image", exc) from exc
+        raise engine_error("preparing the sandbox image", exc) from exc
     progress(f"base image {base_image} is not present; trying to pull it")
     try:
         image = client.images.pull(base_image)
     except (docker.errors.APIError, requests.exceptions.RequestException, ValueError) as exc:
         raise SandboxError(
             f"The base image {base_image} is not present and could not be pulled "
-            f"({_short(exc)}); {_BOOTSTRAP_FIX}."
+            f"({short_error(exc)}); {_BOOTSTRAP_FIX}."
         ) from exc
     return str(image.id)
 
@@ -190,7 +134,7 @@ def python_info(
             raw = json.loads(out)
         except docker.errors.ContainerError as exc:
             raise SandboxError(
-                f"The base image {base_image} has no working python3 ({_short(exc)}); "
+                f"The base image {base_image} has no working python3 ({short_error(exc)}); "
                 f"{_BOOTSTRAP_FIX}, or name an image with Python 3 in SELFCODE_BASE_IMAGE."
             ) from exc
         except (ValueError, TypeError) as exc:
@@ -199,7 +143,7 @@ def python_info(
                 f"{_BOOTSTRAP_FIX}."
             ) from exc
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise _engine_error("preparing the sandbox image", exc) from exc
+            raise engine_error("preparing the sandbox image", exc) from exc
         cache_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(cache, json.dumps(raw).encode("utf-8"))
     try:
@@ -214,172 +158,6 @@ def python_info(
         raise SandboxError(
             f"The base image {base_image} did not report its Python platform; {_BOOTSTRAP_FIX}."
         ) from exc
-
-
-# --- the target's dependencies -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dependencies:
-    requirements: tuple[str, ...]
-    """Requirement lines for pip, in a stable order, pytest included."""
-    fingerprint: bytes
-    """What the image hash covers: the declarations, not unrelated pyproject.toml edits."""
-
-
-def collect_dependencies(repo: Path) -> Dependencies:
-    """Read `[project] dependencies`, test extras/groups and requirements*.txt of `repo`."""
-    reqs: list[str] = []
-    parts: list[bytes] = []
-    pyproject = repo / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            data = tomllib.loads(pyproject.read_text("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SandboxError(f"Cannot read {pyproject} to find its dependencies: {exc}.") from exc
-        project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
-        found = _strings(project.get("dependencies"))
-        extras = project.get("optional-dependencies")
-        groups = data.get("dependency-groups")
-        own = str(project.get("name", "")).strip()
-        for table in (extras, groups):
-            if isinstance(table, dict):
-                for name in _TEST_GROUPS:
-                    found += _strings(table.get(name))
-        # `pkg[test]` pointing at the project itself (a common idiom in extras) is not on PyPI.
-        found = [r for r in found if not own or _req_name(r) != _normalize(own)]
-        reqs += found
-        parts.append(b"pyproject:" + json.dumps(found).encode("utf-8"))
-    root = repo.resolve()
-    seen: set[Path] = set()
-    for path in sorted(root.glob("requirements*.txt")):
-        lines, files = _requirement_lines(path, root, seen)
-        reqs += lines
-        for file in files:
-            parts.append(b"file:" + file.relative_to(root).as_posix().encode() + b"\0")
-            parts.append(file.read_bytes())
-    reqs += [r for r in _ALWAYS if _normalize(r) not in {_req_name(x) for x in reqs}]
-    unique = tuple(dict.fromkeys(r.strip() for r in reqs if r.strip()))
-    return Dependencies(unique, b"\0\0".join(parts))
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _req_name(req: str) -> str:
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-    return _normalize(match.group(1)) if match else ""
-
-
-def _requirement_lines(path: Path, repo: Path, seen: set[Path]) -> tuple[list[str], list[Path]]:
-    """Requirement lines of a requirements file, following `-r`; local/editable lines dropped."""
-    path = path.resolve()
-    if path in seen or not path.is_file() or not path.is_relative_to(repo):
-        return [], []
-    seen.add(path)
-    lines: list[str] = []
-    files = [path]
-    text = path.read_text("utf-8", errors="replace")
-    for raw in text.replace("\\\n", " ").splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
-            target = re.sub(r"^(-r|--requirement)[ =]?", "", line).strip()
-            more, more_files = _requirement_lines(path.parent / target, repo, seen)
-            lines += more
-            files += more_files
-            continue
-        # Options (-e, -c, --index-url, --hash...) and local paths are not requirements the
-        # host can download as wheels; the repository's own code goes in as a tree.
-        if line.startswith(("-", ".", "/", "file:")):
-            continue
-        lines.append(line.split(" --hash", 1)[0].strip())
-    return lines, files
-
-
-# --- the wheelhouse ----------------------------------------------------------------------------
-
-
-def build_wheelhouse(
-    deps: Dependencies, info: PythonInfo, wheelhouse_root: Path, progress: Progress = _quiet
-) -> Path:
-    """Download wheels for `deps` that `info`'s Python accepts; cached by (deps, platform)."""
-    key = hashlib.sha256("\n".join([*deps.requirements, info.key()]).encode("utf-8")).hexdigest()[
-        :20
-    ]
-    target = wheelhouse_root / key
-    if (target / ".complete").is_file():
-        progress(f"wheelhouse {target} is up to date")
-        return target
-    wheelhouse_root.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f"{key}.partial-", dir=wheelhouse_root))
-    try:
-        (partial / "requirements.txt").write_text("\n".join(deps.requirements) + "\n", "utf-8")
-        argv = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-            "--dest",
-            str(partial),
-            "--only-binary=:all:",
-            "--python-version",
-            info.version,
-            "--implementation",
-            info.implementation,
-        ]
-        for abi in info.abis:
-            argv += ["--abi", abi]
-        for plat in info.platforms:
-            argv += ["--platform", plat]
-        argv += ["-r", str(partial / "requirements.txt")]
-        progress(
-            f"downloading wheels for Python {info.version} ({info.platforms[0]}) on the host: "
-            + ", ".join(deps.requirements)
-        )
-        start = time.monotonic()
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
-        )
-        if proc.returncode != 0:
-            tail = _tail(proc.stderr or proc.stdout, 6)
-            if "No module named pip" in (proc.stderr or ""):
-                raise SandboxError(
-                    "pip is missing from the Python that runs selfcode; install pip into "
-                    "selfcode's environment to build the sandbox image."
-                )
-            raise SandboxError(
-                "pip could not download binary wheels of the target's dependencies for Python "
-                f"{info.version} on {info.platforms[0]} ({tail}); make every dependency "
-                "available as a wheel (or use a base image with a matching Python via "
-                "SELFCODE_BASE_IMAGE), and check that the host can reach the package index."
-            )
-        wheels = sorted(p.name for p in partial.glob("*.whl"))
-        progress(f"downloaded {len(wheels)} wheels in {time.monotonic() - start:.1f}s")
-        (partial / ".complete").write_text("\n".join(wheels) + "\n", "utf-8")
-        try:
-            partial.rename(target)
-        except OSError:
-            # Another process finished the same wheelhouse first; theirs is as good as ours.
-            if not (target / ".complete").is_file():
-                shutil.rmtree(target, ignore_errors=True)
-                partial.rename(target)
-        return target
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
 
 
 # --- the image ---------------------------------------------------------------------------------
@@ -416,7 +194,7 @@ def ensure_image(
     repo: Path,
     *,
     client: docker.DockerClient | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> str:
     """The image a sandbox for `repo` runs: `config.image` as given, else built when missing."""
     client = client or docker_client()
@@ -444,7 +222,7 @@ def build_image(
     *,
     client: docker.DockerClient | None = None,
     dockerfile: Path | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     force: bool = False,
     tag: str | None = None,
     no_cache: bool = False,
@@ -518,12 +296,12 @@ def _build(
                         progress(line if len(line) <= 100 else line[:97] + "...")
         except (docker.errors.APIError, docker.errors.BuildError) as exc:
             raise SandboxError(
-                f"Building the sandbox image {tag} failed ({_short(exc)}; last lines of the "
+                f"Building the sandbox image {tag} failed ({short_error(exc)}; last lines of the "
                 f"build log: {' | '.join(log[-_BUILD_LOG_TAIL:])}); fix the cause, or "
                 f"{_BOOTSTRAP_FIX}."
             ) from exc
         except requests.exceptions.RequestException as exc:
-            raise _engine_error("preparing the sandbox image", exc) from exc
+            raise engine_error("preparing the sandbox image", exc) from exc
     if not _image_exists(client, tag):
         raise SandboxError(
             f"The Docker engine finished building {tag} but the image is missing (last lines of "
@@ -577,17 +355,8 @@ def _image_exists(client: docker.DockerClient, tag: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise _engine_error("preparing the sandbox image", exc) from exc
+        raise engine_error("preparing the sandbox image", exc) from exc
     return True
-
-
-def _engine_error(doing: str, exc: BaseException) -> SandboxError:
-    """The one sentence for a failure of the engine itself (not of what it was asked to do)."""
-    verb = "failed" if isinstance(exc, docker.errors.APIError) else "stopped answering"
-    return SandboxError(
-        f"The Docker engine {verb} while {doing} ({engine_problem(exc)}); check that it "
-        "runs (`docker info`) and run selfcode again."
-    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -599,16 +368,3 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _tail(text: str, lines: int) -> str:
-    kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)[-600:]
-
-
-def _short(exc: BaseException) -> str:
-    """The first line of an error; for the engine's errors, its explanation without the URL."""
-    explanation = getattr(exc, "explanation", None)
-    text = explanation if isinstance(explanation, str) and explanation else str(exc)
-    lines = text.strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]
