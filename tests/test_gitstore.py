@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from selfcode.errors import GitError, LockedError
-from selfcode.git.store import GitStore, RepoLock, RunWorktree
+from selfcode.git.lock import RepoLock
+from selfcode.git.store import GitStore
+from selfcode.git.worktree import RunWorktree
 
 CORE = (
     "def total(xs):\n    result = 0\n    for x in xs:\n        result = result + x\n"
@@ -553,7 +555,7 @@ def test_prune_leftovers_never_touches_the_users_own_worktrees(
 HOLDER = """
 import sys, time
 from pathlib import Path
-from selfcode.git.store import RepoLock
+from selfcode.git.lock import RepoLock
 lock = RepoLock(Path(sys.argv[1]), "other-run")
 lock.acquire()
 print("ready", flush=True)

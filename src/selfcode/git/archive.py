@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from selfcode.config import GitConfig
 from selfcode.errors import GitError
 from selfcode.gate.verdict import Verdict
-from selfcode.git.commits import GitConfig, candidate_message, note_json
-from selfcode.git.store import GitStore, RunWorktree
+from selfcode.git.commits import candidate_message, note_json
+from selfcode.git.store import GitStore
+from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
 
 REFS_PREFIX = "refs/selfcode"

@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
+from selfcode.config import GitConfig
 from selfcode.errors import GitError, SelfcodeError
 from selfcode.git.archive import NOTES_REF, Archive
-from selfcode.git.commits import GitConfig
-from selfcode.git.store import GitStore, PickConflict, RepoLock
+from selfcode.git.lock import RepoLock
+from selfcode.git.store import GitStore
+from selfcode.git.worktree import PickConflict
 from selfcode.history.db import History
 from selfcode.history.views import CandidateView, load_run
 

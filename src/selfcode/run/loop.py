@@ -13,7 +13,7 @@ from selfcode.config import Settings
 from selfcode.gate.judge import Judge
 from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import Archive
-from selfcode.git.store import RunWorktree
+from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
 from selfcode.llm import LLM, Reply
 from selfcode.prompt.context import Attempt

@@ -15,7 +15,7 @@ from selfcode.config import Settings
 from selfcode.edits import choose_format, parse_and_apply, read_tree, render_diff
 from selfcode.errors import EditError
 from selfcode.gate.protected import protected_violations
-from selfcode.git.store import RunWorktree
+from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
 from selfcode.prompt.context import Attempt, editable_sources, repo_map

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import Archive
-from selfcode.git.store import GitStore, RunWorktree
+from selfcode.git.store import GitStore
+from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
 from selfcode.prompt.context import Attempt
 from selfcode.run.loop import Tally

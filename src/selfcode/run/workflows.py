@@ -24,7 +24,9 @@ from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
 from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import OWN_REFS, Archive
 from selfcode.git.commits import git_config_of
-from selfcode.git.store import GitStore, RepoLock, RunWorktree
+from selfcode.git.lock import RepoLock
+from selfcode.git.store import GitStore
+from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import HISTORY_FILE, History, new_run_id
 from selfcode.llm import LLM, make_llm
 from selfcode.resources import examples_dir
