@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from selfcode.errors import GitError
 from selfcode.git.command import DEFAULT_IDENTITY, remove_tree
-from selfcode.git.lock import RepoLock
+from selfcode.git.lock import LockHolder, RepoLock
 from selfcode.git.worktree import BRANCH_PREFIX, RunWorktree
 
 if TYPE_CHECKING:  # store.py imports this module for its run methods
@@ -143,38 +143,59 @@ def prune_leftovers(store: GitStore) -> list[str]:
     `state_dir()/worktrees` are touched, so unlike `git worktree prune` this never
     deregisters worktrees the user made. Branches are kept.
     """
-    base = store.worktrees_dir()
     holder = RepoLock.holder(store.state_dir())
-    keep: set[str] = set()
-    if holder is not None and holder.alive:
-        if holder.run_id is None and holder.pid != os.getpid():
-            return []  # a live run whose worktree we cannot tell apart: touch nothing
-        if holder.run_id is not None:
-            keep.add(holder.run_id)
+    keep = _runs_in_use(holder)
+    if keep is None:
+        return []  # a live run whose worktree we cannot tell apart: touch nothing
     if holder is None or not holder.alive or holder.pid == os.getpid():
-        scratch = store.scratch_dir()
-        if scratch.is_dir():
-            for leftover in scratch.iterdir():
-                remove_tree(leftover)
-    base_resolved = base.resolve()
-    registered = {
-        p for p in _worktrees(store) if p.parent == base_resolved and p.name not in keep
-    }
+        _clear_scratch(store)  # nobody else is running, so nobody else's scratch is there
+    removed = _remove_registered(store, keep)
+    removed |= _remove_unregistered(store, keep | removed)
+    return sorted(removed)
+
+
+def _runs_in_use(holder: LockHolder | None) -> set[str] | None:
+    """The runs whose worktrees the lock's live holder may be using; None if it cannot be told."""
+    if holder is None or not holder.alive:
+        return set()
+    if holder.run_id is None:
+        return set() if holder.pid == os.getpid() else None
+    return {holder.run_id}
+
+
+def _clear_scratch(store: GitStore) -> None:
+    scratch = store.scratch_dir()
+    if scratch.is_dir():
+        for leftover in scratch.iterdir():
+            remove_tree(leftover)
+
+
+def _remove_registered(store: GitStore, keep: set[str]) -> set[str]:
+    """Remove the worktrees git knows under the worktrees dir, except `keep`; their names."""
+    base = store.worktrees_dir().resolve()
     removed: set[str] = set()
-    for path in sorted(registered):
+    for path in sorted(p for p in _worktrees(store) if p.parent == base and p.name not in keep):
         store.git("worktree", "remove", "--force", str(path))
         if path.exists():
             remove_tree(path)
         removed.add(path.name)
-    if base.is_dir():
-        for path in sorted(base.iterdir()):
-            if path.name in keep or path.name in removed:
-                continue
-            if _belongs_elsewhere(store, path):
-                continue  # SELFCODE_HOME shared with another repository: its run, not ours
-            remove_tree(path)
-            removed.add(path.name)
-    return sorted(removed)
+    return removed
+
+
+def _remove_unregistered(store: GitStore, skip: set[str]) -> set[str]:
+    """Remove whatever else lies in the worktrees dir, except `skip`; their names."""
+    base = store.worktrees_dir()
+    if not base.is_dir():
+        return set()
+    removed: set[str] = set()
+    for path in sorted(base.iterdir()):
+        if path.name in skip:
+            continue
+        if _belongs_elsewhere(store, path):
+            continue  # SELFCODE_HOME shared with another repository: its run, not ours
+        remove_tree(path)
+        removed.add(path.name)
+    return removed
 
 
 def _belongs_elsewhere(store: GitStore, path: Path) -> bool:
@@ -208,9 +229,7 @@ def rebuild_branch(store: GitStore, run_id: str, base: str, picks: Sequence[str]
     base_sha = store.resolve(base)
     path = store.worktrees_dir() / f"{run_id}.rebuild"
     if path.exists():
-        with contextlib.suppress(GitError):
-            store.git("worktree", "remove", "--force", str(path))
-        remove_tree(path)
+        _discard_worktree(store, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     store.git("worktree", "add", "--quiet", "--no-checkout", "--detach", str(path), base_sha)
     new: list[str] = []
@@ -221,8 +240,13 @@ def rebuild_branch(store: GitStore, run_id: str, base: str, picks: Sequence[str]
             new.append(tree.cherry_pick(sha, identity))
     finally:
         tree.close()
-        with contextlib.suppress(GitError):
-            store.git("worktree", "remove", "--force", str(path))
-        remove_tree(path)
+        _discard_worktree(store, path)
     store.update_ref(ref, new[-1] if new else base_sha, old, identity)
     return new
+
+
+def _discard_worktree(store: GitStore, path: Path) -> None:
+    """Deregister and delete a temporary worktree, whatever state it was left in."""
+    with contextlib.suppress(GitError):
+        store.git("worktree", "remove", "--force", str(path))
+    remove_tree(path)
