@@ -30,7 +30,8 @@ class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-    goal: Literal["auto", "speed", "fix", "metric"] = "auto"
+    # How candidates are judged (`--judge`); the verdict JSON still calls the mode `goal`.
+    judge: Literal["auto", "speed", "fix", "metric"] = "auto"
     # How benchmarks are measured: instruction counts (valgrind, deterministic) where a benchmark
     # runs under `instruction_native_limit` seconds natively, CPU time otherwise.
     metric: Literal["auto", "cpu_time", "instructions"] = "auto"
@@ -42,6 +43,9 @@ class GateConfig(BaseModel):
     alpha: float = Field(default=0.01, gt=0, lt=0.5)
     min_improvement: float = Field(default=0.03, ge=0, lt=1)
     max_time_noise: float = 0.10
+    # Peak memory may grow this much (or min_improvement, if larger) before a significant
+    # growth rejects a candidate.
+    max_memory_growth: float = Field(default=0.10, ge=0)
     flaky_runs: int = Field(default=3, ge=1)
     sentinel_every: int = Field(default=20, ge=0)
     # Reject patches whose new code asks how it is being run (argv, the call stack, pytest in

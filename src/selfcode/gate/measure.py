@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel
 
 from selfcode.errors import SelfcodeError
 from selfcode.gate.benchrules import judge_instructions, judge_time, output_problem
 from selfcode.gate.config import GateConfig, Metric
+from selfcode.gate.regressions import (
+    Tolerances,
+    check_resources,
+    missing_resources,
+    regression_reasons,
+)
 from selfcode.gate.stats import aa_noise, implied_delta, screen
 from selfcode.gate.verdict import BenchVerdict
+from selfcode.sandbox.results import BenchSamples
 from selfcode.sandbox.trees import Trees
 
 CONFIRM_INSTRUCTION_WINS = 0.95  # wins of 5 % or more must show in CPU time too
@@ -85,87 +94,137 @@ class Measurement(BaseModel):
     why_not: str | None
 
 
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every stage of one candidate's measurement needs."""
+
+    trees: Trees
+    spec: dict[str, list[str]]
+    calibration: Calibration
+    config: GateConfig
+    seed: int
+    progress: Progress
+
+    def run(self, names: list[str], pairs: int, offset: int,
+            metric: str = "cpu_time") -> list[BenchSamples]:
+        return self.trees.run_benchmarks({n: self.spec[n] for n in names}, pairs,
+                                         self.seed + offset, metric=metric).benchmarks
+
+    def delta(self, name: str) -> float:
+        return self.calibration.benchmarks[name].delta
+
+
 def measure(trees: Trees, spec: dict[str, list[str]], calibration: Calibration,
-            config: GateConfig, seed: int, progress: Callable[[str], None]) -> Measurement:
+            config: GateConfig, seed: int, progress: Progress) -> Measurement:
+    ctx = _Context(trees, spec, calibration, config, seed, progress)
     names = {m: [n for n, s in calibration.benchmarks.items() if s.metric == m]
              for m in ("instructions", "cpu_time")}
     verdicts: list[BenchVerdict] = []
     reasons: list[str] = []
+    timed: dict[str, BenchSamples] = {}  # the last paired time samples of each benchmark
     improved = False
     if names["instructions"]:
         progress("counting instructions")
-        run = trees.run_benchmarks({n: spec[n] for n in names["instructions"]}, 1, seed,
-                                   metric="instructions")
-        instr, instr_reasons, decision = judge_instructions(run.benchmarks)
+        instr, instr_reasons, decision = judge_instructions(
+            ctx.run(names["instructions"], 1, 0, metric="instructions"))
         verdicts += instr
         reasons += instr_reasons
         improved = decision.improved
-        big_wins = [v for v in instr if v.ratio and v.ratio <= CONFIRM_INSTRUCTION_WINS]
-        if improved and big_wins and not reasons:
-            reasons += _confirm_in_time(trees, spec, calibration, big_wins, seed,
-                                        config.screen_pairs, progress)
     if names["cpu_time"] and not reasons:
-        time_verdicts, time_reasons = _two_stage(trees, spec, calibration, config,
-                                                 names["cpu_time"], seed, progress)
+        time_verdicts, time_reasons, timed = _two_stage(ctx, names["cpu_time"])
         verdicts += time_verdicts
         reasons += time_reasons
         improved = improved or any(v.verdict == "faster" for v in time_verdicts)
+    if improved and not reasons:
+        reasons += _check_every_resource(ctx, verdicts, timed)
     return Measurement(verdicts=verdicts, reasons=reasons, improved=improved and not reasons,
                        why_not=None if improved else _why_not(verdicts, config))
 
 
-def _confirm_in_time(trees: Trees, spec: dict[str, list[str]], calibration: Calibration,
-                     wins: list[BenchVerdict], seed: int, pairs: int,
-                     progress: Callable[[str], None]) -> list[str]:
-    progress("confirming the instruction-count win in CPU time")
-    # As many pairs as a time screen: fewer could never reach p < 0.05 (6 pairs: p >= 1/64).
-    run = trees.run_benchmarks({v.name: spec[v.name] for v in wins}, pairs, seed + 500)
-    reasons = []
-    by_name = {v.name: v for v in wins}
-    for bench in run.benchmarks:
-        problem = output_problem(bench)
-        if problem:
-            reasons.append(problem[1])
+def _check_every_resource(ctx: _Context, verdicts: list[BenchVerdict],
+                          timed: dict[str, BenchSamples]) -> list[str]:
+    """Before any acceptance: no benchmark may regress in CPU, wall time or peak memory.
+
+    Benchmarks judged by instruction counts get a paired time run for this (their count says
+    nothing about sleeping or kernel time); those judged by CPU time reuse their last stage.
+    Large instruction wins must also show in CPU time.
+    """
+    counted = [v.name for v in verdicts if v.name not in timed]
+    if counted:
+        ctx.progress("checking CPU, wall time and memory against the baseline")
+        # As many pairs as a time screen: fewer could never reach p < 0.05 (6 pairs: p >= 1/64).
+        timed = {**timed, **{b.name: b for b in ctx.run(counted, ctx.config.screen_pairs, 500)}}
+    reasons: list[str] = []
+    for verdict in verdicts:
+        bench = timed.get(verdict.name)
+        problem = output_problem(bench) if bench else None
+        if bench is None or problem:
+            reasons.append(problem[1] if problem else
+                           f"benchmark {verdict.name} could not be timed against the baseline")
             continue
-        cmp = screen(bench.a, bench.b, calibration.benchmarks[bench.name].delta)
-        by_name[bench.name].confirmation = {"ratio": cmp.ratio, "p_value": cmp.p_faster,
-                                            "baseline": bench.a, "candidate": bench.b}
-        if cmp.ratio >= 1 or cmp.p_faster >= 0.05:
-            reasons.append(f"benchmark {bench.name} runs {by_name[bench.name].ratio:.3f}x the "
-                           f"instructions, but CPU time does not confirm it ({cmp.ratio:.3f}x, "
-                           f"p={cmp.p_faster:.2g})")
+        if verdict.metric == "instructions" and verdict.verdict == "faster":
+            reasons += _confirm_in_time(ctx, verdict, bench)
+        reasons += _attach_resources(ctx, verdict, bench)
     return reasons
 
 
-def _two_stage(trees: Trees, spec: dict[str, list[str]], calibration: Calibration,
-               config: GateConfig, names: list[str], seed: int,
-               progress: Callable[[str], None]) -> tuple[list[BenchVerdict], list[str]]:
-    progress("benchmarking (screen)")
-    first = trees.run_benchmarks({n: spec[n] for n in names}, config.screen_pairs, seed)
-    final: dict[str, BenchVerdict] = {}
-    reasons: list[str] = []
-    promising: list[str] = []
-    for bench in first.benchmarks:
-        verdict, reason = judge_time(bench, calibration.benchmarks[bench.name].delta,
-                                     config.alpha, "screen")
-        final[bench.name] = verdict
+def _attach_resources(ctx: _Context, verdict: BenchVerdict, bench: BenchSamples) -> list[str]:
+    delta = ctx.delta(verdict.name)
+    tolerances = Tolerances(cpu=delta, wall=delta,
+                            rss=max(ctx.config.max_memory_growth, ctx.config.min_improvement))
+    checks = check_resources(bench.resource_pairs(), tolerances, ctx.config.alpha)
+    verdict.resources = checks
+    missing = missing_resources(checks)
+    if missing:
+        # A report without them cannot show the candidate is no worse: never accept on it.
+        return [f"the judge's report was tampered with or lost: benchmark {verdict.name} has no "
+                f"{', '.join(missing)} samples"]
+    return regression_reasons(verdict.name, checks)
+
+
+def _confirm_in_time(ctx: _Context, verdict: BenchVerdict, bench: BenchSamples) -> list[str]:
+    if verdict.ratio is None or verdict.ratio > CONFIRM_INSTRUCTION_WINS:
+        return []
+    cmp = screen(bench.a, bench.b, ctx.delta(verdict.name))
+    verdict.confirmation = {"ratio": cmp.ratio, "p_value": cmp.p_faster,
+                            "baseline": bench.a, "candidate": bench.b}
+    if cmp.ratio < 1 and cmp.p_faster < 0.05:
+        return []
+    return [f"benchmark {verdict.name} runs {verdict.ratio:.3f}x the instructions, but CPU time "
+            f"does not confirm it ({cmp.ratio:.3f}x, p={cmp.p_faster:.2g})"]
+
+
+def _judge_stage(ctx: _Context, benches: list[BenchSamples],
+                 stage: Literal["screen", "confirm"]) -> tuple[list[BenchVerdict], list[str]]:
+    verdicts, reasons = [], []
+    for bench in benches:
+        verdict, reason = judge_time(bench, ctx.delta(bench.name), ctx.config.alpha, stage)
+        verdicts.append(verdict)
         if reason or verdict.verdict in ("failed", "output differs"):
             reasons.append(reason or f"benchmark {bench.name}: {verdict.verdict}")
-        elif verdict.verdict == "faster":
-            promising.append(bench.name)
-        else:
-            final[bench.name] = verdict.model_copy(update={"verdict": "same"})
+    return verdicts, reasons
+
+
+def _two_stage(ctx: _Context, names: list[str]) -> tuple[
+        list[BenchVerdict], list[str], dict[str, BenchSamples]]:
+    """Screen on a few pairs; only what looks faster earns a confirmation on fresh pairs."""
+    ctx.progress("benchmarking (screen)")
+    first = ctx.run(names, ctx.config.screen_pairs, 0)
+    screened, reasons = _judge_stage(ctx, first, "screen")
+    final = {v.name: v if v.verdict == "faster" else v.model_copy(update={"verdict": "same"})
+             for v in screened}
+    samples = {b.name: b for b in first}
+    promising = [v.name for v in screened if v.verdict == "faster"]
     if promising and not reasons:
-        progress("benchmarking (confirmation on fresh pairs)")
-        second = trees.run_benchmarks({n: spec[n] for n in promising}, config.confirm_pairs,
-                                      seed + 1000)
-        for bench in second.benchmarks:
-            verdict, reason = judge_time(bench, calibration.benchmarks[bench.name].delta,
-                                         config.alpha, "confirm")
-            final[bench.name] = verdict
-            if reason or verdict.verdict in ("failed", "output differs"):
-                reasons.append(reason or f"benchmark {bench.name}: {verdict.verdict}")
-    return list(final.values()), reasons
+        ctx.progress("benchmarking (confirmation on fresh pairs)")
+        second = ctx.run(promising, ctx.config.confirm_pairs, 1000)
+        confirmed, reasons = _judge_stage(ctx, second, "confirm")
+        final.update({v.name: v for v in confirmed})
+        samples.update({b.name: b for b in second})
+    return list(final.values()), reasons, samples
 
 
 def _why_not(verdicts: list[BenchVerdict], config: GateConfig) -> str:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from selfcode.gate.regressions import ResourceCheck
+
 Goal = Literal["speed", "fix", "metric"]
 
 
@@ -53,6 +55,8 @@ class BenchVerdict(BaseModel):
     """The smallest gain this benchmark may claim (from the A/A noise of the run)."""
     stage: Literal["instructions", "screen", "confirm"] | None = None
     confirmation: dict[str, Any] | None = None
+    resources: list[ResourceCheck] = Field(default_factory=list)
+    """CPU time, wall time and peak memory against the baseline, checked before acceptance."""
     """CPU-time check of a large instruction-count win: ratio, p_value, samples."""
 
 
