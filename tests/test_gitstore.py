@@ -17,6 +17,7 @@ from selfcode.errors import GitError, LockedError
 from selfcode.git.lock import RepoLock
 from selfcode.git.store import GitStore
 from selfcode.git.worktree import RunWorktree
+from selfcode.processes import process_start
 
 CORE = (
     "def total(xs):\n    result = 0\n    for x in xs:\n        result = result + x\n"
@@ -618,7 +619,13 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
         assert lock.took_over
         content = json.loads((state / "lock").read_text())
         assert content["pid"] == os.getpid() and content["run_id"] == "r2"
+        assert content["start"] == process_start(os.getpid())
     assert not (state / "lock").exists()
+    # A live pid that started after the lock was written is another process: its owner died.
+    reused = {"pid": os.getpid(), "start": "1", "run_id": "crashed"}
+    (state / "lock").write_text(json.dumps(reused))
+    with RepoLock(state, "r3") as lock:
+        assert lock.stale_pid == os.getpid() and lock.took_over
 
 
 def test_half_written_lock_is_taken_over(tmp_path: Path) -> None:

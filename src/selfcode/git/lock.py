@@ -1,6 +1,7 @@
 """The lock that keeps two selfcode runs on one repository apart, and who holds it.
 
-`<state dir>/lock` names the owner (pid, run id, host); a lock whose owner died is taken over.
+`<state dir>/lock` names the owner (pid and its start time, run id, host); a lock whose owner
+died is taken over, even when the pid has since been given to another process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from selfcode.errors import LockedError
-from selfcode.processes import pid_alive
+from selfcode.processes import owner_alive, process_start
 
 LOCK_FILE = "lock"
 
@@ -86,8 +87,13 @@ class RepoLock:
         pid = int(data["pid"])
         host = data.get("host")
         run_id = data.get("run_id")
+        start = data.get("start")
         # A PID from another machine (shared file system) cannot be checked: assume it lives.
-        alive = True if host and host != socket.gethostname() else pid_alive(pid)
+        alive = (
+            True
+            if host and host != socket.gethostname()
+            else owner_alive(pid, start if isinstance(start, str) else None)
+        )
         return LockHolder(
             pid=pid,
             run_id=run_id if isinstance(run_id, str) else None,
@@ -113,44 +119,48 @@ class RepoLock:
                 try:
                     fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
                 except FileExistsError:
-                    try:
-                        data = self._read(self.path)
-                    except FileNotFoundError:
-                        continue
-                    if data is not None:
-                        holder = self._describe(data)
-                        if holder.alive:
-                            where = (
-                                f" on {holder.host}"
-                                if holder.host and holder.host != socket.gethostname()
-                                else ""
-                            )
-                            raise LockedError(
-                                f"Another selfcode run (pid {holder.pid}{where}) is working on "
-                                "this repository; wait for it or stop it."
-                            ) from None
-                        self.stale_pid = holder.pid
-                    self.took_over = True
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
+                    self._remove_stale()
                     continue
-                content = {
-                    "pid": os.getpid(),
-                    "run_id": self.run_id,
-                    "host": socket.gethostname(),
-                    "acquired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "token": self._token,
-                }
-                try:
-                    os.write(fd, (json.dumps(content) + "\n").encode("utf-8"))
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                self._write(fd)
                 self.held = True
                 return self.stale_pid
         raise LockedError(
             f"Could not take the selfcode lock {self.path}; remove it if no run is active."
         )
+
+    def _remove_stale(self) -> None:
+        """Remove the lock file of a dead (or half-written) owner; LockedError if it lives."""
+        try:
+            data = self._read(self.path)
+        except FileNotFoundError:
+            return  # released meanwhile: the next attempt creates it
+        if data is not None:
+            holder = self._describe(data)
+            if holder.alive:
+                raise LockedError(_busy_message(holder)) from None
+            self.stale_pid = holder.pid
+        self.took_over = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _write(self, fd: int) -> None:
+        """Fill the new lock file with who holds it, then close it."""
+        pid = os.getpid()
+        content = {
+            "pid": pid,
+            # With the start time, a later run can tell this process from another that was
+            # given the same pid after it died.
+            "start": process_start(pid),
+            "run_id": self.run_id,
+            "host": socket.gethostname(),
+            "acquired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "token": self._token,
+        }
+        try:
+            os.write(fd, (json.dumps(content) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         """Give the lock up; does nothing if it is not held, or was broken by someone else."""
@@ -177,3 +187,11 @@ class RepoLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _busy_message(holder: LockHolder) -> str:
+    where = f" on {holder.host}" if holder.host and holder.host != socket.gethostname() else ""
+    return (
+        f"Another selfcode run (pid {holder.pid}{where}) is working on this repository; "
+        "wait for it or stop it."
+    )
