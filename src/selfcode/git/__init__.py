@@ -23,20 +23,13 @@ would make an import cycle.
 Inside this package `import git` is GitPython (imports are absolute), never this package.
 """
 
-from selfcode.git.command import (
-    DEFAULT_IDENTITY,
-    Trailers,
-    commit_message,
-    git_failure,
-    identity_env,
-)
+from selfcode.git.command import Trailers, commit_message, git_failure, identity_env
 from selfcode.git.lock import LOCK_FILE, LockHolder, RepoLock
 from selfcode.git.store import SCRATCH_DIR, WORKTREES_DIR, GitStore
 from selfcode.git.worktree import BRANCH_PREFIX, PickConflict, RunWorktree
 
 __all__ = [
     "BRANCH_PREFIX",
-    "DEFAULT_IDENTITY",
     "LOCK_FILE",
     "SCRATCH_DIR",
     "WORKTREES_DIR",

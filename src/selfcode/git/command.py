@@ -25,7 +25,6 @@ SAFE_CONFIG = [
 # In the run's worktree, files are checked out and committed exactly as the patch has them.
 WORKTREE_CONFIG = [*SAFE_CONFIG, "core.autocrlf=false", "core.safecrlf=false"]
 
-DEFAULT_IDENTITY = "selfcode <selfcode@localhost>"
 LINK_MODE = 0o120000
 SUBMODULE_MODE = 0o160000
 

@@ -1,6 +1,7 @@
 """What selfcode writes into git for a candidate: commit messages, trailers, notes, identity.
 
-Pure functions; gitstore.py does the writing. Identity comes from `[tool.selfcode.git]`.
+Pure functions; store.py and worktree.py do the writing. Identity comes from
+`[tool.selfcode.git]`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from selfcode.config import SELFCODE_IDENTITY
 from selfcode.errors import GitError
-from selfcode.git.command import DEFAULT_IDENTITY, remove_tree
+from selfcode.git.command import remove_tree
 from selfcode.git.lock import LockHolder, RepoLock
 from selfcode.git.worktree import BRANCH_PREFIX, RunWorktree
 
@@ -215,7 +216,7 @@ def _belongs_elsewhere(store: GitStore, path: Path) -> bool:
 
 
 def rebuild_branch(store: GitStore, run_id: str, base: str, picks: Sequence[str], *,
-                   identity: str = DEFAULT_IDENTITY) -> list[str]:
+                   identity: str = SELFCODE_IDENTITY) -> list[str]:
     """Make the run's branch `base` plus `picks` cherry-picked in order; the new shas.
 
     Picking happens in a temporary worktree under the state directory, never in a

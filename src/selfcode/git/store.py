@@ -23,10 +23,10 @@ from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryErr
 from git.objects import Blob, Commit, Tree
 
 from selfcode import config
+from selfcode.config import SELFCODE_IDENTITY
 from selfcode.errors import GitError
 from selfcode.git import runs
 from selfcode.git.command import (
-    DEFAULT_IDENTITY,
     LINK_MODE,
     SAFE_CONFIG,
     SUBMODULE_MODE,
@@ -198,7 +198,7 @@ class GitStore:
         return str(self._git(command, *args, **kwargs))
 
     def commit_diff(self, parent: str, diff: str, message: str, trailers: Trailers = (), *,
-                    author: str = DEFAULT_IDENTITY, committer: str | None = None) -> str:
+                    author: str = SELFCODE_IDENTITY, committer: str | None = None) -> str:
         """Commit `diff` applied to `parent` without any worktree, branch or the user's index.
 
         The commit is made with plumbing (a private index, write-tree, commit-tree), so no
@@ -226,7 +226,7 @@ class GitStore:
         return str(out).strip() or None
 
     def update_ref(self, ref: str, sha: str, old: str | None = None,
-                   identity: str = DEFAULT_IDENTITY) -> None:
+                   identity: str = SELFCODE_IDENTITY) -> None:
         """Point `ref` at `sha`; with `old`, only if it still points there (compare-and-swap)."""
         args = ["-m", "selfcode", ref, sha, *([old] if old is not None else [])]
         self._git("update-ref", *args, env=identity_env(identity))
@@ -237,7 +237,7 @@ class GitStore:
         return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
     def add_note(self, notes_ref: str, sha: str, text: str,
-                 identity: str = DEFAULT_IDENTITY) -> None:
+                 identity: str = SELFCODE_IDENTITY) -> None:
         """Attach (or replace) the note of `sha` under `notes_ref`."""
         with self.scratch("note-") as tmp:
             note_file = Path(tmp) / "note"
@@ -290,7 +290,7 @@ class GitStore:
         return runs.prune_leftovers(self)
 
     def rebuild_branch(self, run_id: str, base: str, picks: Sequence[str], *,
-                       identity: str = DEFAULT_IDENTITY) -> list[str]:
+                       identity: str = SELFCODE_IDENTITY) -> list[str]:
         """Make the run's branch `base` plus `picks` cherry-picked in order; the new shas."""
         return runs.rebuild_branch(self, run_id, base, picks, identity=identity)
 

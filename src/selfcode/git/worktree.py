@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import git
 from git.exc import GitCommandError, GitCommandNotFound, InvalidGitRepositoryError, NoSuchPathError
 
+from selfcode.config import SELFCODE_IDENTITY
 from selfcode.errors import GitError
 from selfcode.git.command import (
-    DEFAULT_IDENTITY,
     WORKTREE_CONFIG,
     Trailers,
     commit_message,
@@ -95,7 +95,7 @@ class RunWorktree:
         message: str,
         trailers: Trailers | None = None,
         *,
-        author: str = DEFAULT_IDENTITY,
+        author: str = SELFCODE_IDENTITY,
         committer: str | None = None,
         hooks: bool = False,
     ) -> str:
@@ -141,7 +141,7 @@ class RunWorktree:
         configure(hooked, self.git_dir, self.path.resolve(), options)
         return hooked
 
-    def cherry_pick(self, sha: str, identity: str = DEFAULT_IDENTITY) -> str:
+    def cherry_pick(self, sha: str, identity: str = SELFCODE_IDENTITY) -> str:
         """Pick commit `sha` onto HEAD and return the new HEAD; PickConflict (after aborting
         the pick) if it does not apply."""
         try:

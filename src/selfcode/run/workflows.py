@@ -145,12 +145,8 @@ def _run(store: GitStore, history: History, archive: Archive, settings: Settings
             t1 = time.perf_counter()
             with open_sandbox(settings.sandbox, state, run_id, worktree.path,
                               observer, quiet=True) as fresh:
-                fresh_judge = _judge_in(fresh, settings, files, t1, observer)
+                fresh_judge = judge.fork(fresh, time.perf_counter() - t1)
                 fresh_judge.set_baseline(parent_tar)
-                # Same noise floor and quarantine as the run: the re-check repeats the
-                # judgement in a clean sandbox, it does not recalibrate it.
-                fresh_judge.calibration = judge.calibration
-                fresh_judge.quarantined = set(judge.quarantined)
                 return fresh_judge.judge(diff)
 
         entry_points = [f for b in judge.benchmarks.values() for f in b[1:2]] or [
