@@ -21,6 +21,7 @@ from selfcode.gate.protected import protected_violations
 from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
 from selfcode.gate.verdict import BenchVerdict, Goal, PatchSummary, TestsVerdict, Verdict
 from selfcode.run.events import Observer
+from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.results import TestsRun
 from selfcode.sandbox.trees import Trees
 
@@ -72,6 +73,19 @@ class Judge:
         self.quarantined: set[str] = set()
         self._baseline_tests: TestsRun | None = None
         self._seed = 0
+
+    def fork(self, sandbox: Sandbox, sandbox_start: float = 0.0) -> Judge:
+        """The same judgement in another sandbox: same rules, noise floor and quarantine.
+
+        The re-check of an accepted candidate repeats the judgement in a fresh sandbox; it
+        must not recalibrate (a new noise floor would be another gate) nor forget which tests
+        were found flaky. Its baseline still has to be set and tested there.
+        """
+        twin = Judge(Trees(sandbox, self.trees.timeout), self.config, self.benchmarks,
+                     progress=self.progress, sandbox_start=sandbox_start)
+        twin.calibration = self.calibration
+        twin.quarantined = set(self.quarantined)
+        return twin
 
     def set_baseline(self, tar: bytes, runs: int = 1) -> TestsRun:
         """Load the tree every candidate is compared with and run its tests; tests whose
