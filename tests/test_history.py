@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from selfcode.errors import SelfcodeError
 from selfcode.history import migrations
 from selfcode.history.db import History, new_run_id
 from selfcode.history.migrations import migrate
+from selfcode.history.rows import RunRow
 
 RUN = {
     "repo": "/repo",
@@ -96,7 +98,9 @@ def test_a_new_migration_applies_only_itself(
     with History(db_path) as h:
         assert calls == ["m002_run_labels"]
         run = h.run("r1")
-        assert run is not None and run["label"] is None and run["goal"] == "make it faster"
+        assert run is not None and run.goal == "make it faster"
+    with sqlite3.connect(db_path) as db:  # the new column is there; RunRow just skips it
+        assert db.execute("SELECT label FROM runs WHERE id = 'r1'").fetchone() == (None,)
     with History(db_path):
         assert calls == ["m002_run_labels"]
     assert applied(db_path) == [*SHIPPED, "m002_run_labels"]
@@ -170,16 +174,17 @@ def test_runs_round_trip(hist: History) -> None:
     hist.start_run("r2", **{**RUN, "branch": "selfcode/r2"})
     run = hist.run("r1")
     assert run is not None
-    assert {k: run[k] for k in RUN} == RUN
-    assert run["status"] == "running" and run["finished_at"] is None and run["summary"] is None
-    assert run["started_at"]
+    assert {k: getattr(run, k) for k in RUN} == RUN
+    assert run.status == "running" and run.finished_at is None and run.summary is None
+    assert run.started_at
 
     hist.finish_run("r1", "finished", {"accepted": 2, "commits": ["abc"], "speedup": 1.5})
     run = hist.run("r1")
     assert run is not None
-    assert run["status"] == "finished" and run["finished_at"] >= run["started_at"]
-    assert run["summary"] == {"accepted": 2, "commits": ["abc"], "speedup": 1.5}
-    assert [r["id"] for r in hist.runs()] == ["r2", "r1"]  # newest first
+    assert run.status == "finished" and run.finished_at is not None
+    assert run.finished_at >= run.started_at
+    assert run.summary == {"accepted": 2, "commits": ["abc"], "speedup": 1.5}
+    assert [r.id for r in hist.runs()] == ["r2", "r1"]  # newest first
 
     with pytest.raises(ValueError):
         hist.finish_run("r2", "running", {})
@@ -187,10 +192,20 @@ def test_runs_round_trip(hist: History) -> None:
         hist.finish_run("missing", "failed", {})
     hist.reopen_run("r1")
     reopened = hist.run("r1")
-    assert reopened is not None and reopened["status"] == "running"
-    assert reopened["finished_at"] is None
+    assert reopened is not None and reopened.status == "running"
+    assert reopened.finished_at is None
     with pytest.raises(sqlite3.IntegrityError):
         hist.start_run("r1", **RUN)
+
+
+def test_rows_are_read_only_snapshots(hist: History) -> None:
+    hist.start_run("r1", **RUN)
+    run = hist.run("r1")
+    assert isinstance(run, RunRow)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # changes go through History
+        run.status = "finished"  # type: ignore[misc]
+    hist.finish_run("r1", "finished", {})
+    assert run.status == "running"  # what was read, not a live view of the database
 
 
 def test_candidates_round_trip(hist: History) -> None:
@@ -198,18 +213,18 @@ def test_candidates_round_trip(hist: History) -> None:
     hist.add_candidate("r1", 1, "a" * 40)
     hist.add_candidate("r1", 2, "b" * 40)
     first = hist.candidates("r1")[0]
-    assert first["status"] == "proposed" and first["parent_commit"] == "a" * 40
-    assert first["verdict"] is None and first["created_at"]
+    assert first.status == "proposed" and first.parent_commit == "a" * 40
+    assert first.verdict is None and first.created_at
 
     verdict = {"accepted": True, "reasons": [], "benchmarks": [{"name": "x", "ratio": 0.8}]}
     hist.update_candidate("r1", 1, rationale="use sum", diff="--- a\n+++ b\n")
     hist.update_candidate("r1", 1, verdict=verdict, status="accepted", commit_sha="c" * 40)
     hist.update_candidate("r1", 2, status="malformed")
     one, two = hist.candidates("r1")
-    assert (one["n"], one["rationale"], one["diff"]) == (1, "use sum", "--- a\n+++ b\n")
-    assert one["verdict"] == verdict and one["status"] == "accepted"
-    assert one["commit_sha"] == "c" * 40
-    assert two["status"] == "malformed" and two["rationale"] is None
+    assert (one.n, one.rationale, one.diff) == (1, "use sum", "--- a\n+++ b\n")
+    assert one.verdict == verdict and one.status == "accepted"
+    assert one.commit_sha == "c" * 40
+    assert two.status == "malformed" and two.rationale is None
     assert hist.candidates("other") == []
 
     with pytest.raises(TypeError, match="unknown fields"):
@@ -236,16 +251,16 @@ def test_exchanges_and_cost_round_trip(hist: History) -> None:
     hist.add_exchange("r2", 1, 0, "gpt-test", [], "x", 1, 1, 10.0, 0.2)
     assert second > first
     rows = hist.exchanges("r1")
-    assert [r["id"] for r in rows] == [first, second, rows[2]["id"]]
-    assert rows[0]["messages"] == messages
-    assert (rows[0]["reply"], rows[0]["prompt_tokens"], rows[0]["completion_tokens"]) == (
+    assert [r.id for r in rows] == [first, second, rows[2].id]
+    assert rows[0].messages == messages
+    assert (rows[0].reply, rows[0].prompt_tokens, rows[0].completion_tokens) == (
         "reply",
         100,
         20,
     )
-    assert (rows[0]["cost_usd"], rows[0]["latency_s"], rows[0]["error"]) == (0.25, 1.5, None)
-    assert rows[1]["error"] == "timeout" and rows[1]["reply"] is None
-    assert rows[2]["candidate_n"] is None
+    assert (rows[0].cost_usd, rows[0].latency_s, rows[0].error) == (0.25, 1.5, None)
+    assert rows[1].error == "timeout" and rows[1].reply is None
+    assert rows[2].candidate_n is None
     assert hist.total_cost("r1") == pytest.approx(0.75)
     assert hist.total_cost("r2") == pytest.approx(10.0)
     assert hist.total_cost("none") == 0.0
@@ -256,7 +271,7 @@ def test_events_round_trip(hist: History) -> None:
     a = hist.add_event("r1", "note", "stale lock cleared")
     b = hist.add_event("r1", "edit-error", "no such file", candidate_n=2)
     events = hist.events("r1")
-    assert [(e["id"], e["kind"], e["message"], e["candidate_n"]) for e in events] == [
+    assert [(e.id, e.kind, e.message, e.candidate_n) for e in events] == [
         (a, "note", "stale lock cleared", None),
         (b, "edit-error", "no such file", 2),
     ]
@@ -299,11 +314,11 @@ def test_nothing_is_lost_when_the_process_dies(db_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     with History(db_path) as h:
         run = h.run("r1")
-        assert run is not None and run["status"] == "running"
+        assert run is not None and run.status == "running"
         (candidate,) = h.candidates("r1")
-        assert candidate["status"] == "rejected" and candidate["verdict"] == {"accepted": False}
-        assert h.exchanges("r1")[0]["messages"] == [{"role": "user", "content": "hi"}]
-        assert h.events("r1")[0]["message"] == "about to crash"
+        assert candidate.status == "rejected" and candidate.verdict == {"accepted": False}
+        assert h.exchanges("r1")[0].messages == [{"role": "user", "content": "hi"}]
+        assert h.events("r1")[0].message == "about to crash"
 
 
 def test_data_survives_reopening(db_path: Path) -> None:
@@ -313,9 +328,9 @@ def test_data_survives_reopening(db_path: Path) -> None:
         h.finish_run("r1", "interrupted", {"why": "ctrl-c"})
     with History.in_state_dir(db_path.parent) as h:
         run = h.run("r1")
-        assert run is not None and run["status"] == "interrupted"
-        assert run["summary"] == {"why": "ctrl-c"}
-        assert [c["n"] for c in h.candidates("r1")] == [1]
+        assert run is not None and run.status == "interrupted"
+        assert run.summary == {"why": "ctrl-c"}
+        assert [c.n for c in h.candidates("r1")] == [1]
 
 
 # -- run ids ------------------------------------------------------------------------------------

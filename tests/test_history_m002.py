@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from selfcode.history.db import History
+from selfcode.history.rows import CandidateUsage
 
 RUN = {"repo": "/r", "base_commit": "a" * 40, "branch": "selfcode/r1", "goal": "faster",
        "model": "m", "sandbox": "local"}
@@ -30,10 +31,10 @@ def test_settings_usage_and_candidate_commit(hist: History):
         hist.add_exchange("r1", 1, turn, "gpt", [{"role": "user", "content": "x"}], "y",
                           100, 10, 0.5, 1.0)
     hist.add_exchange("r1", None, 0, "gpt", [], "", 1, 1, 9.0, 0.1)  # not a candidate's
-    assert hist.candidate_usage("r1") == {1: {
-        "model": "gpt", "exchanges": 2, "prompt_tokens": 200, "completion_tokens": 20,
-        "cost_usd": 1.0, "latency_s": 2.0}}
-    assert hist.candidates("r1")[0]["candidate_commit"] == "c" * 40
+    assert hist.candidate_usage("r1") == {1: CandidateUsage(
+        model="gpt", exchanges=2, prompt_tokens=200, completion_tokens=20,
+        cost_usd=1.0, latency_s=2.0)}
+    assert hist.candidates("r1")[0].candidate_commit == "c" * 40
     assert hist.running_runs() == ["r1"]
     hist.finish_run("r1", "finished", {})
     assert hist.running_runs() == []
@@ -43,9 +44,9 @@ def test_reviews_keep_every_decision_and_the_latest_wins(hist: History):
     hist.add_review("r1", 2, "rejected", "Ada <ada@example.com>", "too clever")
     hist.add_review("r1", 2, "approved", "Bob <bob@example.com>")
     hist.add_review("r1", 3, "approved", "Ada <ada@example.com>")
-    assert [r["decision"] for r in hist.reviews("r1")] == ["rejected", "approved", "approved"]
+    assert [r.decision for r in hist.reviews("r1")] == ["rejected", "approved", "approved"]
     latest = hist.decisions("r1")
-    assert latest[2]["reviewer"] == "Bob <bob@example.com>" and latest[3]["note"] == ""
+    assert latest[2].reviewer == "Bob <bob@example.com>" and latest[3].note == ""
     with pytest.raises(ValueError):
         hist.add_review("r1", 2, "maybe", "x")
     with pytest.raises(sqlite3.IntegrityError):

@@ -79,7 +79,7 @@ def runs(path: PathArg = Path("."), json_out: JsonOpt = False) -> None:
 
     try:
         with _repo(path, quiet=True) as (store, history):
-            views = [load_run(history, r["id"], store) for r in history.runs()]
+            views = [load_run(history, r.id, store) for r in history.runs()]
     except _NoHistory:
         views = []
     if not views and not json_out:

@@ -10,6 +10,7 @@ the commits of the branch `selfcode/<run-id>`.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from selfcode.config import GitConfig
@@ -54,14 +55,15 @@ class Archive:
         return self.git.committer or self.git.author
 
     def _usage(self, n: int) -> dict[str, Any]:
-        return self.history.candidate_usage(self.run_id).get(n, {})
+        usage = self.history.candidate_usage(self.run_id).get(n)
+        return asdict(usage) if usage else {}
 
     def _model(self, usage: dict[str, Any]) -> str:
         return str(usage.get("model") or self.model)
 
     def _goal(self) -> str:
         run = self.history.run(self.run_id)
-        return str(run["goal"]) if run else ""
+        return run.goal if run else ""
 
     def _message(self, n: int, rationale: str, verdict: Verdict | None,
                  status: str) -> tuple[str, list[tuple[str, str]], dict[str, Any]]:

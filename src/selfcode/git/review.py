@@ -72,7 +72,8 @@ def apply_review(store: GitStore, history: History, run_id: str, decisions: dict
                 archive.annotate(sha, review={"decision": decision, "by": reviewer,
                                               "note": note, "at": at})
         latest = history.decisions(run_id)
-        keep = [n for n in sorted(accepted) if latest.get(n, {}).get("decision") != "rejected"]
+        keep = [n for n in sorted(accepted)
+                if n not in latest or latest[n].decision != "rejected"]
         outcome.on_branch = keep
         outcome.dropped = [n for n in sorted(accepted) if n not in keep]
         if _branch_candidates(store, view.base_commit, view.branch) != keep:

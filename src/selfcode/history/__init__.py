@@ -2,6 +2,8 @@
 
 - `db.py`: `History`, the connection (WAL, every write committed before it returns) and
   every read and write of runs, candidates, exchanges, events and reviews.
+- `rows.py`: the typed rows `History` takes and returns (`RunRow`, `CandidateRow`,
+  `Exchange` and `ExchangeRow`, `EventRow`, `ReviewRow`, `CandidateUsage`).
 - `migrations.py`: the schema, as named append-only migrations, applied on open.
 - `views.py`: a run and its candidates as reviewers see them (`RunView`), built from the
   history and git for `runs`, `show`, `review` and `report`. Import it from there: it
@@ -9,5 +11,25 @@
 """
 
 from selfcode.history.db import HISTORY_FILE, History, new_run_id
+from selfcode.history.rows import (
+    CandidateRow,
+    CandidateUsage,
+    EventRow,
+    Exchange,
+    ExchangeRow,
+    ReviewRow,
+    RunRow,
+)
 
-__all__ = ["HISTORY_FILE", "History", "new_run_id"]
+__all__ = [
+    "HISTORY_FILE",
+    "CandidateRow",
+    "CandidateUsage",
+    "EventRow",
+    "Exchange",
+    "ExchangeRow",
+    "History",
+    "ReviewRow",
+    "RunRow",
+    "new_run_id",
+]

@@ -24,6 +24,14 @@ from selfcode.history.migrations import (
     migrate,
 )
 from selfcode.history.migrations import utc_now as _now
+from selfcode.history.rows import (
+    CandidateRow,
+    CandidateUsage,
+    EventRow,
+    ExchangeRow,
+    ReviewRow,
+    RunRow,
+)
 
 __all__ = ["CANDIDATE_STATUSES", "HISTORY_FILE", "REVIEW_DECISIONS", "RUN_STATUSES",
            "History", "migrate", "new_run_id"]
@@ -38,10 +46,6 @@ def new_run_id(now: float | None = None) -> str:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class History:
@@ -92,8 +96,8 @@ class History:
         # Autocommit connection: each statement is its own transaction, durable on return.
         return self._db.execute(sql, params)
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return [dict(row) for row in self._db.execute(sql, params)]
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(self._db.execute(sql, params))
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -131,19 +135,14 @@ class History:
         if cur.rowcount == 0:
             raise KeyError(f"no run {run_id!r} in the history")
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run, newest first; `summary` is `summary_json` decoded."""
+    def runs(self) -> list[RunRow]:
+        """Every run, newest first."""
         rows = self._rows("SELECT * FROM runs ORDER BY started_at DESC, id DESC")
-        for row in rows:
-            row["summary"] = _loads(row["summary_json"])
-        return rows
+        return [RunRow.from_db(row) for row in rows]
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run(self, run_id: str) -> RunRow | None:
         rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows:
-            return None
-        rows[0]["summary"] = _loads(rows[0]["summary_json"])
-        return rows[0]
+        return RunRow.from_db(rows[0]) if rows else None
 
     # -- candidates -------------------------------------------------------------------------
 
@@ -181,12 +180,10 @@ class History:
         if cur.rowcount == 0:
             raise KeyError(f"no candidate {n} of run {run_id!r} in the history")
 
-    def candidates(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's candidates by number; `verdict` is `verdict_json` decoded."""
+    def candidates(self, run_id: str) -> list[CandidateRow]:
+        """The run's candidates by number."""
         rows = self._rows("SELECT * FROM candidates WHERE run_id = ? ORDER BY n", (run_id,))
-        for row in rows:
-            row["verdict"] = _loads(row["verdict_json"])
-        return rows
+        return [CandidateRow.from_db(row) for row in rows]
 
     # -- exchanges and events ---------------------------------------------------------------
 
@@ -226,12 +223,10 @@ class History:
         )
         return int(cur.lastrowid or 0)
 
-    def exchanges(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's exchanges in the order they happened; `messages` is decoded."""
+    def exchanges(self, run_id: str) -> list[ExchangeRow]:
+        """The run's exchanges in the order they happened."""
         rows = self._rows("SELECT * FROM exchanges WHERE run_id = ? ORDER BY id", (run_id,))
-        for row in rows:
-            row["messages"] = _loads(row["messages_json"])
-        return rows
+        return [ExchangeRow.from_db(row) for row in rows]
 
     def total_cost(self, run_id: str) -> float:
         """What the run's model calls cost, in USD (exchanges with unknown cost count as 0)."""
@@ -250,8 +245,9 @@ class History:
         )
         return int(cur.lastrowid or 0)
 
-    def events(self, run_id: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+    def events(self, run_id: str) -> list[EventRow]:
+        rows = self._rows("SELECT * FROM events WHERE run_id = ? ORDER BY id", (run_id,))
+        return [EventRow.from_db(row) for row in rows]
 
     # -- resuming ---------------------------------------------------------------------------
 
@@ -263,13 +259,13 @@ class History:
     def run_settings(self, run_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT settings_json FROM runs WHERE id = ?",
                                (run_id,)).fetchone()
-        return None if row is None else _loads(row[0])
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
     def running_runs(self) -> list[str]:
         """Runs still marked as running (under the repository lock: runs that died)."""
         return [r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")]
 
-    def candidate_usage(self, run_id: str) -> dict[int, dict[str, Any]]:
+    def candidate_usage(self, run_id: str) -> dict[int, CandidateUsage]:
         """Per candidate: the model asked, tokens, cost and the number of exchanges."""
         rows = self._rows(
             "SELECT candidate_n AS n, MAX(model) AS model, COUNT(*) AS exchanges,"
@@ -279,7 +275,7 @@ class History:
             " FROM exchanges WHERE run_id = ? AND candidate_n IS NOT NULL GROUP BY candidate_n",
             (run_id,),
         )
-        return {int(row.pop("n")): row for row in rows}
+        return {int(row["n"]): CandidateUsage.from_db(row) for row in rows}
 
     # -- review -----------------------------------------------------------------------------
 
@@ -293,11 +289,12 @@ class History:
             (run_id, n, decision, reviewer, note, _now()),
         )
 
-    def reviews(self, run_id: str) -> list[dict[str, Any]]:
+    def reviews(self, run_id: str) -> list[ReviewRow]:
         """Every decision on the run's candidates, oldest first."""
-        return self._rows("SELECT * FROM reviews WHERE run_id = ? ORDER BY id", (run_id,))
+        rows = self._rows("SELECT * FROM reviews WHERE run_id = ? ORDER BY id", (run_id,))
+        return [ReviewRow.from_db(row) for row in rows]
 
-    def decisions(self, run_id: str) -> dict[int, dict[str, Any]]:
+    def decisions(self, run_id: str) -> dict[int, ReviewRow]:
         """The latest decision on each reviewed candidate."""
-        return {int(row["n"]): row for row in self.reviews(run_id)}
+        return {row.n: row for row in self.reviews(run_id)}
 

@@ -16,6 +16,7 @@ from selfcode.git.archive import candidate_ref
 from selfcode.git.commits import title_of
 from selfcode.git.store import GitStore
 from selfcode.history.db import History
+from selfcode.history.rows import ReviewRow
 
 
 class Usage(BaseModel):
@@ -93,7 +94,7 @@ class RunView(BaseModel):
 
 def resolve_run(history: History, spec: str) -> str:
     """A run id from 'latest', a full id or a unique prefix of one."""
-    ids = [r["id"] for r in history.runs()]
+    ids = [r.id for r in history.runs()]
     if not ids:
         raise SelfcodeError("This repository has no selfcode runs yet; start one with "
                             "`selfcode improve`.")
@@ -120,49 +121,49 @@ def split_spec(spec: str) -> tuple[str, int | None]:
     return run, int(n)
 
 
-def _review(row: dict[str, Any] | None) -> Review | None:
+def _review(row: ReviewRow | None) -> Review | None:
     if row is None:
         return None
-    return Review(decision=row["decision"], reviewer=row["reviewer"], note=row["note"],
-                  at=row["created_at"])
+    return Review(decision=row.decision, reviewer=row.reviewer, note=row.note,
+                  at=row.created_at)
 
 
 def load_run(history: History, run_id: str, store: GitStore | None = None) -> RunView:
     run = history.run(run_id)
     if run is None:
         raise SelfcodeError(f"There is no run '{run_id}' in this repository.")
-    summary: dict[str, Any] = run.get("summary") or {}
+    summary: dict[str, Any] = run.summary or {}
     usage = history.candidate_usage(run_id)
     decisions = history.decisions(run_id)
     view = RunView(
-        run_id=run_id, repo=run["repo"], branch=run["branch"], base_commit=run["base_commit"],
-        goal=run["goal"], model=run["model"], sandbox=run["sandbox"], status=run["status"],
-        started_at=run["started_at"], finished_at=run["finished_at"],
+        run_id=run_id, repo=run.repo, branch=run.branch, base_commit=run.base_commit,
+        goal=run.goal, model=run.model, sandbox=run.sandbox, status=run.status,
+        started_at=run.started_at, finished_at=run.finished_at,
         stop_reason=str(summary.get("stop_reason", "")),
         wall_s=float(summary.get("wall_s", 0.0) or 0.0),
         cost_usd=history.total_cost(run_id),
     )
     if store is not None:
-        view.branch_head = store.ref_sha(f"refs/heads/{run['branch']}")
+        view.branch_head = store.ref_sha(f"refs/heads/{run.branch}")
     reply_errors: dict[int, str] = {}
     for event in history.events(run_id):
-        if event["kind"] == "edit-error" and event["candidate_n"] is not None:
-            reply_errors[int(event["candidate_n"])] = event["message"]
+        if event.kind == "edit-error" and event.candidate_n is not None:
+            reply_errors[event.candidate_n] = event.message
     for row in history.candidates(run_id):
-        verdict = Verdict.model_validate(row["verdict"]) if row["verdict"] else None
-        n = int(row["n"])
+        verdict = Verdict.model_validate(row.verdict) if row.verdict else None
+        n = row.n
         reasons = (verdict.reasons if verdict else
                    [f"no usable edit: {reply_errors[n]}"] if n in reply_errors else [])
         cand = CandidateView(
-            run_id=run_id, n=n, status=row["status"],
-            title=title_of(row["rationale"] or "", f"candidate {n}"),
-            rationale=row["rationale"] or "", diff=row["diff"] or "",
-            parent_commit=row["parent_commit"], commit=row["commit_sha"],
-            candidate_commit=row["candidate_commit"],
-            ref=candidate_ref(run_id, n) if row["candidate_commit"] else None,
+            run_id=run_id, n=n, status=row.status,
+            title=title_of(row.rationale or "", f"candidate {n}"),
+            rationale=row.rationale or "", diff=row.diff or "",
+            parent_commit=row.parent_commit, commit=row.commit_sha,
+            candidate_commit=row.candidate_commit,
+            ref=candidate_ref(run_id, n) if row.candidate_commit else None,
             verdict=verdict, speedup=verdict.speedup() if verdict else None,
-            usage=Usage.model_validate(usage.get(n, {})),
-            review=_review(decisions.get(n)), created_at=row["created_at"], reasons=reasons,
+            usage=Usage.model_validate(usage[n], from_attributes=True) if n in usage else Usage(),
+            review=_review(decisions.get(n)), created_at=row.created_at, reasons=reasons,
         )
         view.candidates.append(cand)
         view.tokens += cand.usage.prompt_tokens + cand.usage.completion_tokens

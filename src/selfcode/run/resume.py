@@ -8,7 +8,6 @@ candidate that was in flight; `restore_tally` gives the loop back its counters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -17,6 +16,7 @@ from selfcode.git.archive import Archive
 from selfcode.git.store import GitStore
 from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
+from selfcode.history.rows import CandidateRow
 from selfcode.prompt.context import Attempt
 from selfcode.run.loop import Tally
 
@@ -44,8 +44,8 @@ class RunSummary(BaseModel):
     """How many of them the gate called faster: the run's observed false-acceptance count."""
 
 
-def _verdict(row: dict[str, Any]) -> Verdict | None:
-    return Verdict.model_validate(row["verdict"]) if row.get("verdict") else None
+def _verdict(row: CandidateRow) -> Verdict | None:
+    return Verdict.model_validate(row.verdict) if row.verdict else None
 
 
 def restore_tally(history: History, run_id: str) -> Tally:
@@ -53,27 +53,26 @@ def restore_tally(history: History, run_id: str) -> Tally:
     tally = Tally()
     usage = history.candidate_usage(run_id)
     tally.cost_usd = history.total_cost(run_id)
-    tally.tokens = sum(int(u["prompt_tokens"]) + int(u["completion_tokens"])
-                       for u in usage.values())
+    tally.tokens = sum(u.prompt_tokens + u.completion_tokens for u in usage.values())
     for row in history.candidates(run_id):
         tally.candidates += 1
         verdict = _verdict(row)
-        if row["status"] == "accepted" and row["commit_sha"]:
+        if row.status == "accepted" and row.commit_sha:
             tally.accepted += 1
-            tally.commits.append(row["commit_sha"])
+            tally.commits.append(row.commit_sha)
             speedup = verdict.speedup() if verdict else None
             if speedup and (tally.best_speedup or 0) < speedup:
                 tally.best_speedup = speedup
-        rationale = (row["rationale"] or "").strip()
+        rationale = (row.rationale or "").strip()
         summary = rationale.splitlines()[0][:200] if rationale else "(no rationale)"
         reasons = verdict.reasons if verdict else []
-        tally.attempts.append(Attempt(n=row["n"], summary=summary, status=row["status"],
+        tally.attempts.append(Attempt(n=row.n, summary=summary, status=row.status,
                                       reasons=reasons))
     return tally
 
 
 def next_number(history: History, run_id: str) -> int:
-    return max((row["n"] for row in history.candidates(run_id)), default=0) + 1
+    return max((row.n for row in history.candidates(run_id)), default=0) + 1
 
 
 def reconcile(store: GitStore, history: History, archive: Archive, run_id: str,
@@ -89,24 +88,24 @@ def reconcile(store: GitStore, history: History, archive: Archive, run_id: str,
     if run is None:
         return []
     on_branch = {}
-    for sha, value in store.trailer_log(f"{run['base_commit']}..{run['branch']}",
+    for sha, value in store.trailer_log(f"{run.base_commit}..{run.branch}",
                                         "Selfcode-Candidate"):
         if value.isdigit():
             on_branch[int(value)] = sha
     done: list[str] = []
     for row in history.candidates(run_id):
-        n, status, verdict = row["n"], row["status"], _verdict(row)
+        n, status, verdict = row.n, row.status, _verdict(row)
         if status in ("proposed", "accepted") and n in on_branch:
-            if status != "accepted" or row["commit_sha"] != on_branch[n]:
+            if status != "accepted" or row.commit_sha != on_branch[n]:
                 history.update_candidate(run_id, n, status="accepted", commit_sha=on_branch[n])
                 done.append(f"candidate {n} had been committed; recorded it as accepted")
             status = "accepted"
         elif status == "proposed":
             ready = (finish_commits and worktree is not None and verdict is not None
-                     and verdict.accepted and row["diff"]
-                     and row["parent_commit"] == worktree.head())
-            if ready and worktree is not None and verdict is not None:
-                sha = archive.commit_accepted(worktree, n, row["rationale"] or "", row["diff"],
+                     and verdict.accepted and row.diff
+                     and row.parent_commit == worktree.head())
+            if ready and worktree is not None and verdict is not None and row.diff:
+                sha = archive.commit_accepted(worktree, n, row.rationale or "", row.diff,
                                               verdict)
                 history.update_candidate(run_id, n, status="accepted", commit_sha=sha)
                 done.append(f"candidate {n} had passed the gate; committed it now")
@@ -114,11 +113,11 @@ def reconcile(store: GitStore, history: History, archive: Archive, run_id: str,
             history.update_candidate(run_id, n, status="abandoned")
             done.append(f"candidate {n} was interrupted; marked it abandoned")
             status = "abandoned"
-        if row["diff"] and not _kept(store, run_id, n, row["candidate_commit"]):
+        if row.diff and not _kept(store, run_id, n, row.candidate_commit):
             if status == "accepted" and n in on_branch:
-                archive.keep_commit(n, on_branch[n], "accepted", verdict, row["rationale"] or "")
-            elif row["parent_commit"]:
-                archive.keep(n, row["parent_commit"], row["rationale"] or "", row["diff"],
+                archive.keep_commit(n, on_branch[n], "accepted", verdict, row.rationale or "")
+            elif row.parent_commit:
+                archive.keep(n, row.parent_commit, row.rationale or "", row.diff,
                              verdict, status)
     return done
 
@@ -137,8 +136,8 @@ def summarize(history: History, run_id: str, status: str, stop: str, wall_s: flo
         raise KeyError(run_id)
     tally = tally or restore_tally(history, run_id)
     return RunSummary(
-        run_id=run_id, repo=run["repo"], branch=run["branch"], base_commit=run["base_commit"],
-        sandbox=run["sandbox"], goal=run["goal"], status=status, stop_reason=stop,
+        run_id=run_id, repo=run.repo, branch=run.branch, base_commit=run.base_commit,
+        sandbox=run.sandbox, goal=run.goal, status=status, stop_reason=stop,
         candidates=tally.candidates, accepted=tally.accepted, commits=tally.commits,
         best_speedup=tally.best_speedup, cost_usd=tally.cost_usd,
         cost_known=not tally.unpriced, tokens=tally.tokens, wall_s=round(wall_s, 2),
@@ -157,7 +156,8 @@ def sweep_dead_runs(store: GitStore, history: History, archive_for: Callable[[st
         if run_id == keep:
             continue
         reconcile(store, history, archive_for(run_id), run_id, None, finish_commits=False)
-        previous = (history.run(run_id) or {}).get("summary") or {}
+        run = history.run(run_id)
+        previous = (run.summary if run else None) or {}
         summary = summarize(history, run_id, "interrupted",
                             "the process died; resume it with --resume", 0.0)
         summary.wall_s = float(previous.get("wall_s", 0.0))

@@ -120,7 +120,7 @@ def _open(store: GitStore, history: History, archive: Archive, settings: Setting
     start = next_number(history, run_id)
     observer.event("start", f"resuming run {run_id} on branch {worktree.branch} at candidate "
                             f"{start}", run_id=run_id, branch=worktree.branch)
-    wall = float(((previous.get("summary") or {}).get("wall_s")) or 0.0)
+    wall = float((previous.summary or {}).get("wall_s") or 0.0)
     return worktree, start, restore_tally(history, run_id), wall
 
 
