@@ -16,7 +16,7 @@ from selfcode.errors import SelfcodeError
 from selfcode.history import migrations
 from selfcode.history.db import History, new_run_id
 from selfcode.history.migrations import migrate
-from selfcode.history.rows import RunRow
+from selfcode.history.rows import Exchange, RunRow
 
 RUN = {
     "repo": "/repo",
@@ -243,12 +243,19 @@ def test_exchanges_and_cost_round_trip(hist: History) -> None:
     hist.start_run("r1", **RUN)
     hist.start_run("r2", **RUN)
     messages = [{"role": "system", "content": "be fast"}, {"role": "user", "content": "ünïcode"}]
-    first = hist.add_exchange("r1", 1, 0, "gpt-test", messages, "reply", 100, 20, 0.25, 1.5)
-    second = hist.add_exchange(
-        "r1", 1, 1, "gpt-test", messages, None, None, None, None, 0.1, error="timeout"
-    )
-    hist.add_exchange("r1", None, 0, "gpt-test", [], "x", 1, 1, 0.5, 0.2)
-    hist.add_exchange("r2", 1, 0, "gpt-test", [], "x", 1, 1, 10.0, 0.2)
+    first = hist.add_exchange(Exchange(
+        run_id="r1", candidate_n=1, turn=0, model="gpt-test", messages=messages, reply="reply",
+        prompt_tokens=100, completion_tokens=20, cost_usd=0.25, latency_s=1.5))
+    second = hist.add_exchange(Exchange(
+        run_id="r1", candidate_n=1, turn=1, model="gpt-test", messages=messages, reply=None,
+        prompt_tokens=None, completion_tokens=None, cost_usd=None, latency_s=0.1,
+        error="timeout"))
+    hist.add_exchange(Exchange(
+        run_id="r1", candidate_n=None, turn=0, model="gpt-test", messages=[], reply="x",
+        prompt_tokens=1, completion_tokens=1, cost_usd=0.5, latency_s=0.2))
+    hist.add_exchange(Exchange(
+        run_id="r2", candidate_n=1, turn=0, model="gpt-test", messages=[], reply="x",
+        prompt_tokens=1, completion_tokens=1, cost_usd=10.0, latency_s=0.2))
     assert second > first
     rows = hist.exchanges("r1")
     assert [r.id for r in rows] == [first, second, rows[2].id]
@@ -283,7 +290,9 @@ def test_events_round_trip(hist: History) -> None:
 def test_writes_are_visible_to_another_connection_at_once(hist: History, db_path: Path) -> None:
     hist.start_run("r1", **RUN)
     hist.add_candidate("r1", 1, None)
-    hist.add_exchange("r1", 1, 0, "m", [], "r", 1, 1, 0.1, 0.1)
+    hist.add_exchange(Exchange(
+        run_id="r1", candidate_n=1, turn=0, model="m", messages=[], reply="r",
+        prompt_tokens=1, completion_tokens=1, cost_usd=0.1, latency_s=0.1))
     with sqlite3.connect(db_path) as other:
         assert other.execute("SELECT COUNT(*) FROM candidates").fetchone()[0] == 1
         assert other.execute("SELECT COUNT(*) FROM exchanges").fetchone()[0] == 1
@@ -292,12 +301,14 @@ def test_writes_are_visible_to_another_connection_at_once(hist: History, db_path
 CRASHER = """
 import os, sys
 from pathlib import Path
-from selfcode.history.db import History
+from selfcode.history import Exchange, History
 h = History(Path(sys.argv[1]))
 h.start_run("r1", "/repo", "abc", "selfcode/r1", "goal", "model", "local")
 h.add_candidate("r1", 1, "abc")
 h.update_candidate("r1", 1, status="rejected", verdict={"accepted": False})
-h.add_exchange("r1", 1, 0, "model", [{"role": "user", "content": "hi"}], "hey", 1, 2, 0.01, 0.5)
+h.add_exchange(Exchange(run_id="r1", candidate_n=1, turn=0, model="model",
+                        messages=[{"role": "user", "content": "hi"}], reply="hey",
+                        prompt_tokens=1, completion_tokens=2, cost_usd=0.01, latency_s=0.5))
 h.add_event("r1", "note", "about to crash")
 os._exit(3)  # no close(), no cleanup
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from selfcode.history.db import History
-from selfcode.history.rows import CandidateUsage
+from selfcode.history.rows import CandidateUsage, Exchange
 
 RUN = {"repo": "/r", "base_commit": "a" * 40, "branch": "selfcode/r1", "goal": "faster",
        "model": "m", "sandbox": "local"}
@@ -28,9 +28,13 @@ def test_settings_usage_and_candidate_commit(hist: History):
     hist.add_candidate("r1", 1, "b" * 40)
     hist.update_candidate("r1", 1, candidate_commit="c" * 40)
     for turn in (0, 1):
-        hist.add_exchange("r1", 1, turn, "gpt", [{"role": "user", "content": "x"}], "y",
-                          100, 10, 0.5, 1.0)
-    hist.add_exchange("r1", None, 0, "gpt", [], "", 1, 1, 9.0, 0.1)  # not a candidate's
+        hist.add_exchange(Exchange(
+            run_id="r1", candidate_n=1, turn=turn, model="gpt",
+            messages=[{"role": "user", "content": "x"}], reply="y", prompt_tokens=100,
+            completion_tokens=10, cost_usd=0.5, latency_s=1.0))
+    hist.add_exchange(Exchange(  # not a candidate's
+        run_id="r1", candidate_n=None, turn=0, model="gpt", messages=[], reply="",
+        prompt_tokens=1, completion_tokens=1, cost_usd=9.0, latency_s=0.1))
     assert hist.candidate_usage("r1") == {1: CandidateUsage(
         model="gpt", exchanges=2, prompt_tokens=200, completion_tokens=20,
         cost_usd=1.0, latency_s=2.0)}

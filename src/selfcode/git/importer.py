@@ -12,6 +12,7 @@ from selfcode.errors import GitError
 from selfcode.git.archive import REFS_PREFIX, read_note
 from selfcode.git.store import GitStore
 from selfcode.history.db import CANDIDATE_STATUSES, History
+from selfcode.history.rows import Exchange
 
 IMPORTED = "imported from git refs and notes"
 
@@ -69,9 +70,11 @@ def import_run(store: GitStore, history: History, run_id: str) -> bool:
             status=status if status in CANDIDATE_STATUSES else "rejected",
             verdict=note.get("verdict"), commit_sha=on_branch.get(n), candidate_commit=sha)
         tokens = note.get("tokens") or {}
-        history.add_exchange(run_id, n, 0, str(note.get("model", "")), [], None,
-                             int(tokens.get("prompt", 0)), int(tokens.get("completion", 0)),
-                             float(note.get("cost_usd", 0.0)), None, error=IMPORTED)
+        history.add_exchange(Exchange(
+            run_id=run_id, candidate_n=n, turn=0, model=str(note.get("model", "")),
+            messages=[], reply=None, prompt_tokens=int(tokens.get("prompt", 0)),
+            completion_tokens=int(tokens.get("completion", 0)),
+            cost_usd=float(note.get("cost_usd", 0.0)), latency_s=None, error=IMPORTED))
         review = note.get("review")
         if isinstance(review, dict) and review.get("decision") in ("approved", "rejected"):
             history.add_review(run_id, n, review["decision"], str(review.get("by", "")),

@@ -28,6 +28,7 @@ from selfcode.history.rows import (
     CandidateRow,
     CandidateUsage,
     EventRow,
+    Exchange,
     ExchangeRow,
     ReviewRow,
     RunRow,
@@ -187,39 +188,16 @@ class History:
 
     # -- exchanges and events ---------------------------------------------------------------
 
-    def add_exchange(
-        self,
-        run_id: str,
-        candidate_n: int | None,
-        turn: int,
-        model: str,
-        messages: Sequence[Mapping[str, Any]],
-        reply: str | None,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-        cost_usd: float | None,
-        latency_s: float | None,
-        error: str | None = None,
-    ) -> int:
+    def add_exchange(self, exchange: Exchange) -> int:
         """Record one request to the model and its reply (or error); return the exchange id."""
+        e = exchange
         cur = self._write(
             "INSERT INTO exchanges (run_id, candidate_n, turn, model, messages_json, reply,"
             " prompt_tokens, completion_tokens, cost_usd, latency_s, error, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                candidate_n,
-                turn,
-                model,
-                _dumps([dict(m) for m in messages]),
-                reply,
-                prompt_tokens,
-                completion_tokens,
-                cost_usd,
-                latency_s,
-                error,
-                _now(),
-            ),
+            (e.run_id, e.candidate_n, e.turn, e.model, _dumps([dict(m) for m in e.messages]),
+             e.reply, e.prompt_tokens, e.completion_tokens, e.cost_usd, e.latency_s, e.error,
+             _now()),
         )
         return int(cur.lastrowid or 0)
 

@@ -17,6 +17,7 @@ from selfcode.errors import EditError
 from selfcode.gate.protected import protected_violations
 from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
+from selfcode.history.rows import Exchange
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
 from selfcode.prompt.context import Attempt, editable_sources, repo_map
 from selfcode.prompt.render import render
@@ -96,11 +97,15 @@ class Proposer:
         try:
             reply = self.llm.complete(messages)
         except Exception as exc:
-            self.history.add_exchange(self.run_id, n, turn, self.llm.model, messages, "", 0, 0,
-                                      0.0, time.perf_counter() - started, error=str(exc))
+            self.history.add_exchange(Exchange(
+                run_id=self.run_id, candidate_n=n, turn=turn, model=self.llm.model,
+                messages=messages, reply="", prompt_tokens=0, completion_tokens=0,
+                cost_usd=0.0, latency_s=time.perf_counter() - started, error=str(exc)))
             raise
-        self.history.add_exchange(self.run_id, n, turn, reply.model, messages, reply.text,
-                                  reply.usage.prompt_tokens, reply.usage.completion_tokens,
-                                  reply.cost_usd, reply.latency_s)
+        self.history.add_exchange(Exchange(
+            run_id=self.run_id, candidate_n=n, turn=turn, model=reply.model, messages=messages,
+            reply=reply.text, prompt_tokens=reply.usage.prompt_tokens,
+            completion_tokens=reply.usage.completion_tokens, cost_usd=reply.cost_usd,
+            latency_s=reply.latency_s))
         self.on_reply(reply)
         return reply
