@@ -204,7 +204,7 @@ def main() -> int:
             from selfcode.gate.config import GateConfig
             from selfcode.gate.judge import Judge
 
-            judge = Judge(trees, GateConfig(goal="fix"), {})
+            judge = Judge(trees, GateConfig(judge="fix"), {})
             judge.set_baseline(_tar_of(ROOT / "examples"))
             overhead = []
             for _ in range(max(5, args.execs // 2)):

@@ -89,3 +89,38 @@ def test_git_identity_from_file_and_environment(tmp_path):
     git = load_settings(tmp_path, environ={
         "SELFCODE_GIT_CO_AUTHORS": "A <a@x>; B <b@y>", "SELFCODE_GIT_ATTRIBUTION": ""}).git
     assert git.co_authors == ["A <a@x>", "B <b@y>"] and git.attribution is None
+
+
+def test_the_old_gate_goal_key_names_its_new_name(tmp_path):
+    write(tmp_path, "pyproject.toml", '[tool.selfcode.gate]\ngoal = "speed"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path, environ={})
+    message = str(info.value)
+    assert "'gate.goal' is now 'gate.judge'" in message
+    assert "[tool.selfcode.gate] judge" in message and "--judge" in message
+    assert "[tool.selfcode.agent] goal" in message and "pyproject.toml" in message
+    assert message.endswith(".") and ". " not in message  # one sentence
+
+
+def test_judge_and_goal_are_separate_keys(tmp_path):
+    write(tmp_path, "pyproject.toml", '[tool.selfcode.gate]\njudge = "fix"\n'
+                                      '[tool.selfcode.agent]\ngoal = "Make parsing faster."\n')
+    s = load_settings(tmp_path, environ={})
+    assert (s.gate.judge, s.agent.goal) == ("fix", "Make parsing faster.")
+    assert load_settings(tmp_path, environ={"SELFCODE_GATE_JUDGE": "metric"}).gate.judge == "metric"
+    s = load_settings(tmp_path, {"gate": {"judge": "speed"}},
+                      environ={"SELFCODE_GATE_JUDGE": "metric"})
+    assert s.gate.judge == "speed" and s.agent.goal == "Make parsing faster."
+    with pytest.raises(ConfigError, match=r"'gate\.judge' in the SELFCODE_\* environment"):
+        load_settings(None, environ={"SELFCODE_GATE_JUDGE": "fast"})
+
+
+def test_settings_a_run_stored_before_the_rename_still_resume():
+    from selfcode.config import Settings, upgrade_stored
+
+    stored = Settings().model_dump(mode="json")
+    stored["gate"]["goal"] = "fix"
+    del stored["gate"]["judge"]
+    assert Settings.model_validate(upgrade_stored(stored)).gate.judge == "fix"
+    current = Settings().model_dump(mode="json")
+    assert upgrade_stored(current) == current

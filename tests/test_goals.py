@@ -52,7 +52,7 @@ def test_fix_goal_accepts_a_fix_and_nothing_else(repo):
     ("max", "12", True), ("max", "8", False), ("min", "8", True), ("min", "11", False)])
 def test_metric_goal(repo, direction, new_score, accepted):
     with LocalSandbox(harness_dir()) as box:
-        judge = judge_of(box, repo, goal="metric", metric_command="python tools/score.py",
+        judge = judge_of(box, repo, judge="metric", metric_command="python tools/score.py",
                          metric_direction=direction)
         diff = unified_diff(repo, {"lib.py": LIB.replace("return 10", f"return {new_score}")})
         verdict = judge.judge(diff)
@@ -65,7 +65,7 @@ def test_metric_goal_needs_a_command(repo):
     from selfcode.errors import ConfigError
 
     with LocalSandbox(harness_dir()) as box, pytest.raises(ConfigError, match="metric_command"):
-        judge_of(box, repo, goal="metric")
+        judge_of(box, repo, judge="metric")
 
 
 def test_pytest_args_select_what_is_judged(repo):
@@ -73,3 +73,15 @@ def test_pytest_args_select_what_is_judged(repo):
         judge = judge_of(box, repo, pytest_args=["-k", "zero"])
         assert judge._baseline_tests is not None
         assert judge._baseline_tests.collected == ["tests/test_lib.py::test_zero"]
+
+
+def test_the_configured_judge_overrides_auto(tmp_path):
+    bench = "from lib import score\nprint(score())\n"
+    repo = make_repo(tmp_path / "b", {"lib.py": LIB, "tests/test_lib.py": TESTS,
+                                      "benchmarks/bench_score.py": bench})
+    with LocalSandbox(harness_dir()) as box:
+        assert judge_of(box, repo).goal == "speed"  # benchmarks: auto judges speed
+        judge = judge_of(box, repo, judge="fix")
+        assert judge.goal == "fix"
+        fixed = judge.judge(unified_diff(repo, {"lib.py": LIB.replace("x + x + 1", "x + x")}))
+        assert fixed.accepted and fixed.goal == "fix" and fixed.benchmarks == []

@@ -124,6 +124,7 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "SELFCODE_BASE_IMAGE": ("sandbox", "base_image"),
     "SELFCODE_IMAGE": ("sandbox", "image"),
     "SELFCODE_PAIRS": ("gate", "screen_pairs"),
+    "SELFCODE_GATE_JUDGE": ("gate", "judge"),
     "SELFCODE_GIT_AUTHOR": ("git", "author"),
     "SELFCODE_GIT_COMMITTER": ("git", "committer"),
     "SELFCODE_GIT_ATTRIBUTION": ("git", "attribution"),
@@ -190,7 +191,33 @@ def _env_config(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+# Keys that were renamed: the old name gets a sentence pointing at the new one.
+_RENAMED: dict[str, str] = {
+    "gate.goal": ("'gate.goal' is now 'gate.judge' ([tool.selfcode.gate] judge = \"speed\", "
+                  "\"fix\", \"metric\" or \"auto\", or --judge), and `goal` means only what "
+                  "the model is asked to do ([tool.selfcode.agent] goal)"),
+}
+
+
+def upgrade_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """Settings a run stored before a key was renamed, with the key under its new name.
+
+    Only for settings selfcode wrote itself (a run being resumed): in a user's file the old
+    name is an error that says what to write instead.
+    """
+    gate = data.get("gate")
+    if not isinstance(gate, dict) or "goal" not in gate:
+        return data
+    moved = {k: v for k, v in gate.items() if k != "goal"}
+    moved.setdefault("judge", gate["goal"])
+    return {**data, "gate": moved}
+
+
 def _describe(exc: ValidationError, source: str) -> str:
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden" and key in _RENAMED:
+            return f"Configuration key {_RENAMED[key]}; rename it in {source}."
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":

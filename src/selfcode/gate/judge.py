@@ -64,10 +64,10 @@ class Judge:
         self.progress = progress
         self.sandbox_start = sandbox_start
         self.goal: Goal = (
-            config.goal if config.goal != "auto" else ("speed" if benchmarks else "fix")
+            config.judge if config.judge != "auto" else ("speed" if benchmarks else "fix")
         )
         if self.goal == "metric" and not config.metric_command:
-            raise ConfigError("The goal 'metric' needs [tool.selfcode.gate] metric_command, a "
+            raise ConfigError("The judge 'metric' needs [tool.selfcode.gate] metric_command, a "
                               "command that prints one JSON number.")
         self.calibration: Calibration | None = None
         self.quarantined: set[str] = set()

@@ -42,7 +42,7 @@ def aa_calibration(path: Path, settings: Settings, pairs: int, observer: Observe
         if not benchmarks:
             raise ConfigError("This repository declares no benchmarks: add benchmarks/bench_*.py "
                               "scripts or [tool.selfcode.benchmarks] commands.")
-        gate = settings.gate.model_copy(update={"goal": "speed"})
+        gate = settings.gate.model_copy(update={"judge": "speed"})
         judge = Judge(trees, gate, benchmarks, progress=lambda m: observer.event("phase", m))
         trees.load_baseline(store.tracked_tar("HEAD"))
         calibration = judge.calibrate(pairs)

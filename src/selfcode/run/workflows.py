@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from selfcode.config import Settings, load_settings
+from selfcode.config import Settings, load_settings, upgrade_stored
 from selfcode.errors import SelfcodeError
 from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
 from selfcode.gate.verdict import Verdict
@@ -187,7 +187,7 @@ def resume_settings(path: Path, run_id: str, overrides: dict[str, Any]) -> Setti
         stored = history.run_settings(run_id)
     if stored is None:
         return load_settings(store.root, overrides)
-    return Settings.model_validate(_merge(stored, overrides))
+    return Settings.model_validate(_merge(upgrade_stored(stored), overrides))
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
