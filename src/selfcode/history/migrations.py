@@ -94,10 +94,9 @@ def migrate(
 # -- the shipped migrations, oldest first --------------------------------------------------------
 
 
-@migration
-def m001_initial(db: sqlite3.Connection) -> None:
-    db.execute(
-        f"""
+# What m001 runs, in order: the four tables of a run's record and their indexes.
+_M001_INITIAL = (
+    f"""
         CREATE TABLE runs (
             id TEXT PRIMARY KEY,
             started_at TEXT NOT NULL,
@@ -111,10 +110,8 @@ def m001_initial(db: sqlite3.Connection) -> None:
             status TEXT NOT NULL DEFAULT 'running' CHECK (status IN {_in(RUN_STATUSES)}),
             summary_json TEXT
         )
-        """
-    )
-    db.execute(
-        f"""
+        """,
+    f"""
         CREATE TABLE candidates (
             run_id TEXT NOT NULL REFERENCES runs(id),
             n INTEGER NOT NULL,
@@ -128,10 +125,8 @@ def m001_initial(db: sqlite3.Connection) -> None:
             created_at TEXT NOT NULL,
             PRIMARY KEY (run_id, n)
         )
-        """
-    )
-    db.execute(
-        """
+        """,
+    """
         CREATE TABLE exchanges (
             id INTEGER PRIMARY KEY,
             run_id TEXT NOT NULL REFERENCES runs(id),
@@ -147,11 +142,9 @@ def m001_initial(db: sqlite3.Connection) -> None:
             error TEXT,
             created_at TEXT NOT NULL
         )
-        """
-    )
-    db.execute("CREATE INDEX exchanges_by_run ON exchanges (run_id, candidate_n)")
-    db.execute(
-        """
+        """,
+    "CREATE INDEX exchanges_by_run ON exchanges (run_id, candidate_n)",
+    """
         CREATE TABLE events (
             id INTEGER PRIMARY KEY,
             run_id TEXT NOT NULL REFERENCES runs(id),
@@ -160,9 +153,15 @@ def m001_initial(db: sqlite3.Connection) -> None:
             message TEXT NOT NULL,
             created_at TEXT NOT NULL
         )
-        """
-    )
-    db.execute("CREATE INDEX events_by_run ON events (run_id)")
+        """,
+    "CREATE INDEX events_by_run ON events (run_id)",
+)
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    for statement in _M001_INITIAL:
+        db.execute(statement)
 
 
 @migration
