@@ -78,7 +78,10 @@ class Section:
         self.removed = 0
 
     def header_region(self) -> bool:
-        return self.git and not self.has_names and not self.hunks
+        # git reads extended headers (rename, copy, modes, index) before and after the
+        # ---/+++ pair, up to the first hunk: so must the policy, or a "rename to" after
+        # "+++ b/README.md" would go unseen.
+        return self.git and not self.hunks
 
 
 def git_header_names(rest: str) -> tuple[str | None, str | None]:
@@ -132,10 +135,10 @@ def read_header(section: Section, line: str) -> None:
         m = _INDEX_MODE.match(line)
         if m:
             section.modes.append(m.group(1))
-    elif line.startswith("rename from "):
-        section.rename_from = _raw_name(line[len("rename from "):])
-    elif line.startswith("rename to "):
-        section.rename_to = _raw_name(line[len("rename to "):])
+    elif line.startswith(("rename from ", "rename old ")):  # git accepts both spellings
+        section.rename_from = _raw_name(line.split(" ", 2)[2])
+    elif line.startswith(("rename to ", "rename new ")):
+        section.rename_to = _raw_name(line.split(" ", 2)[2])
     elif line.startswith("copy from "):
         section.copy = (_raw_name(line[len("copy from "):]), (section.copy or ("", ""))[1])
     elif line.startswith("copy to "):
@@ -247,6 +250,28 @@ def parse_unified_diff(text: str, policy: PathPolicy = DEFAULT_POLICY) -> list[D
     lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    sections = _read_sections(lines)
+    if not sections:
+        raise EditError("The patch is not a unified diff: it has no file sections "
+                        "('diff --git' or '---'/'+++' header lines).")
+    files = []
+    strip, strip_known = 1, False  # git apply's default -p1, and its guess for plain diffs
+    for section in sections:
+        if not section.git and section.has_names and not strip_known:
+            guess, other = _guess_strip(section.old), _guess_strip(section.new)
+            guess = other if guess < 0 else guess
+            if guess >= 0 and guess == other:
+                strip, strip_known = guess, True
+        files.append(_finish(section, strip, policy))
+    distinct = {f.path for f in files} | {f.old_path for f in files if f.old_path}
+    if len(distinct) > policy.max_files:
+        raise PolicyError(f"The patch touches {len(distinct)} files, more than the limit of "
+                          f"{policy.max_files}.")
+    return files
+
+
+def _read_sections(lines: list[str]) -> list[Section]:
+    """Split the patch into the file sections git apply would see, reading their headers."""
     n = len(lines)
     sections: list[Section] = []
     cur: Section | None = None
@@ -259,7 +284,7 @@ def parse_unified_diff(text: str, policy: PathPolicy = DEFAULT_POLICY) -> list[D
             sections.append(cur)
             i += 1
         elif line.startswith("--- ") and i + 1 < n and lines[i + 1].startswith("+++ "):
-            if cur is None or not cur.header_region():
+            if cur is None or not cur.header_region() or cur.has_names:
                 cur = Section(i + 1, git=False)
                 sections.append(cur)
             cur.old, cur.new = dash_name(line[4:]), dash_name(lines[i + 1][4:])
@@ -281,23 +306,7 @@ def parse_unified_diff(text: str, policy: PathPolicy = DEFAULT_POLICY) -> list[D
             if cur is not None and cur.header_region():
                 read_header(cur, line)
             i += 1
-    if not sections:
-        raise EditError("The patch is not a unified diff: it has no file sections "
-                        "('diff --git' or '---'/'+++' header lines).")
-    files = []
-    strip, strip_known = 1, False  # git apply's default -p1, and its guess for plain diffs
-    for section in sections:
-        if not section.git and section.has_names and not strip_known:
-            guess, other = _guess_strip(section.old), _guess_strip(section.new)
-            guess = other if guess < 0 else guess
-            if guess >= 0 and guess == other:
-                strip, strip_known = guess, True
-        files.append(_finish(section, strip, policy))
-    distinct = {f.path for f in files} | {f.old_path for f in files if f.old_path}
-    if len(distinct) > policy.max_files:
-        raise PolicyError(f"The patch touches {len(distinct)} files, more than the limit of "
-                          f"{policy.max_files}.")
-    return files
+    return sections
 
 
 def _read_hunk(lines: list[str], i: int, section: Section) -> int:
