@@ -162,6 +162,7 @@ def test_context_probes(line, found):
     assert context_probes(diff_adding(line)) == found
 
 
-def test_context_probes_ignore_removed_lines_and_non_python():
+def test_context_probes_ignore_removed_lines_but_not_other_files():
     assert context_probes("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-sys.argv\n+pass\n") == []
-    assert context_probes(diff_adding("uses sys.argv", path="docs/notes.md")) == []
+    # Every file is scanned now: a .pth, a .cfg or a doctest in prose can run code too.
+    assert context_probes(diff_adding("uses sys.argv", path="docs/notes.md")) == ["sys.argv"]
