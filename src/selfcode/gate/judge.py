@@ -15,7 +15,9 @@ from fnmatch import fnmatchcase
 from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
 from selfcode.errors import ConfigError, EditError, PolicyError, SandboxError
 from selfcode.gate.config import GateConfig
+from selfcode.gate.gitpatch import GitBaseline
 from selfcode.gate.measure import Calibration, calibrate, measure
+from selfcode.gate.paths import lookalike_violations
 from selfcode.gate.probes import context_probes
 from selfcode.gate.protected import protected_violations
 from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
@@ -72,6 +74,7 @@ class Judge:
         self.calibration: Calibration | None = None
         self.quarantined: set[str] = set()
         self._baseline_tests: TestsRun | None = None
+        self._git: GitBaseline | None = None
         self._seed = 0
 
     def fork(self, sandbox: Sandbox, sandbox_start: float = 0.0) -> Judge:
@@ -91,6 +94,9 @@ class Judge:
         """Load the tree every candidate is compared with and run its tests; tests whose
         outcome varies between the `runs` runs are quarantined for the rest of the run."""
         self.trees.load_baseline(tar)
+        if self._git is not None:
+            self._git.close()
+        self._git = GitBaseline(tar)  # git's own reading of each patch, on the host
         results = []
         for i in range(runs):
             self.progress("testing the baseline" + (f" ({i + 1} of {runs})" if runs > 1 else ""))
@@ -123,7 +129,7 @@ class Judge:
         })
 
     def judge(self, diff: str) -> Verdict:
-        if self._baseline_tests is None:
+        if self._baseline_tests is None or self._git is None:
             raise RuntimeError("set_baseline() must run before judge()")
         start = time.perf_counter()
         timings = {"sandbox_start": round(self.sandbox_start, 4)}
@@ -142,11 +148,19 @@ class Judge:
         except EditError as exc:
             return done("unusable", [str(exc)], PatchSummary())
         summary = PatchSummary.model_validate(diff_stats(files))
-        touched = {f.path for f in files} | {f.old_path for f in files if f.old_path}
-        protected = protected_violations(sorted(touched), self.config.protected)
+        t0 = time.perf_counter()
+        reading = self._git.read(diff, files)  # every path either reading names is checked
+        timings["read"] = round(time.perf_counter() - t0, 4)
+        touched = sorted({f.path for f in files} | {f.old_path for f in files if f.old_path}
+                         | reading.paths)
+        protected = (protected_violations(touched, self.config.protected)
+                     or lookalike_violations(touched, self.config.protected))
         if protected:
             return done("rejected", [f"protected path touched: {p}" for p in protected], summary)
-        probes = context_probes(diff) if self.config.refuse_context_probes else []
+        if reading.refusal:
+            return done(reading.status, [reading.refusal], summary)
+        probes = (context_probes(diff, self._git.new_files(reading))
+                  if self.config.refuse_context_probes else [])
         if probes:
             return done("rejected", [f"the patch inspects how it is run ({', '.join(probes)}); "
                                      "a change must be faster everywhere, not only under the "

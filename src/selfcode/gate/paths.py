@@ -6,8 +6,10 @@ Everything here is pure except `read_tree`, which reads files.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +21,8 @@ __all__ = [
     "check_edit_count",
     "check_file_count",
     "check_reply_size",
+    "folded",
+    "lookalike_violations",
     "read_tree",
     "validate_path",
 ]
@@ -91,6 +95,25 @@ def _validated(path: str, policy: PathPolicy) -> str:
         raise refuse(f"one of its names is longer than {_MAX_NAME_BYTES} bytes")
     return normalised
 
+
+def folded(path: str) -> str:
+    """The name a case-insensitive, normalising file system (or a reader) would take `path`
+    for: NFKC (fullwidth and other compatibility look-alikes become ASCII), case folded, with
+    invisible format characters (zero-width spaces, joiners, direction marks) removed."""
+    text = unicodedata.normalize("NFKC", path)
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
+
+
+def lookalike_violations(paths: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """Paths that match no protected pattern as written but do once folded ("TESTS/x.py",
+    fullwidth "\uff54ests/x.py", "tests\u200b/x.py"), each named with what it reads as."""
+    folded_patterns = [folded(p) for p in patterns]
+    out = []
+    for path in paths:
+        alias = folded(path)
+        if alias != path and any(fnmatchcase(alias, p) for p in folded_patterns):
+            out.append(f"{path} (read as {alias})")
+    return out
 
 
 def check_file_count(paths: Iterable[str], policy: PathPolicy = DEFAULT_POLICY,
