@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from selfcode.config import SandboxConfig  # noqa: E402
+from selfcode.sandbox.deps import dependencies_from_files  # noqa: E402
 from selfcode.sandbox.docker import (  # noqa: E402
     DockerSandbox,
     build_image,
@@ -106,6 +107,9 @@ def main() -> int:
 
     client = docker_client()
     repo = args.repo.resolve()
+    # selfcode's own example (a directory, not a repository): its declarations as files.
+    deps = dependencies_from_files({p.name: p.read_text("utf-8") for p in sorted(
+        [repo / "pyproject.toml", *repo.glob("requirements*.txt")]) if p.is_file()}, str(repo))
     config = SandboxConfig(base_image=args.base)
     harness = ROOT / "sandbox"
     rows: list[tuple[str, str]] = []
@@ -118,7 +122,7 @@ def main() -> int:
         build_state = cached_state if args.keep_wheelhouse and cached_state.is_dir() else state
         start = time.perf_counter()
         try:
-            build_image(repo, build_state, args.base, client=client, tag=tag, force=True,
+            build_image(deps, build_state, args.base, client=client, tag=tag, force=True,
                         no_cache=True, progress=lambda m: print(f"  {m}", file=err))
             rows.append(("image build (cold, no layer cache)",
                          f"{time.perf_counter() - start:8.1f} s"
@@ -131,7 +135,7 @@ def main() -> int:
         print("image build: done")
 
     # The regular image (built if missing) for the rest.
-    image = build_image(repo, state, args.base, client=client).tag
+    image = build_image(deps, state, args.base, client=client).tag
 
     # 2. Cold start: container create + start + first exec, image present.
     starts, firsts, closes = [], [], []

@@ -24,7 +24,9 @@ import pytest
 
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
+from selfcode.git.store import GitStore
 from selfcode.sandbox.container import LABEL_RUN
+from selfcode.sandbox.deps import dependencies_at
 from selfcode.sandbox.docker import DockerSandbox, docker_available
 from selfcode.sandbox.image import BuildResult, build_image
 
@@ -104,7 +106,9 @@ def sandbox_build(
 ) -> BuildResult:
     """The sandbox image for selfcode's own repository, built once per session (if missing)."""
     try:
-        return build_image(REPO_ROOT, docker_state_dir, base_image, client=docker_client)
+        with GitStore(REPO_ROOT) as store:
+            deps = dependencies_at(store, "HEAD")
+        return build_image(deps, docker_state_dir, base_image, client=docker_client)
     except SandboxError as exc:
         if docker_required():
             raise

@@ -26,6 +26,7 @@ from selfcode.errors import SandboxError
 from selfcode.sandbox import execution as docker_backend
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.container import LABEL_HOST, LABEL_PID, LABEL_RUN
+from selfcode.sandbox.deps import DependencySet, dependencies_from_files
 from selfcode.sandbox.docker import DockerSandbox, cleanup_dead_runs, docker_available
 from selfcode.sandbox.execution import KILL_AFTER, MAX_OUTPUT
 from selfcode.sandbox.image import build_image, image_tag
@@ -480,26 +481,26 @@ def test_image_tag_is_stable_and_follows_the_dependencies(
     docker_state_dir: Path,
     tmp_path: Path,
 ) -> None:
-    again = build_image(REPO_ROOT, docker_state_dir, base_image, client=docker_client)
+    again = build_image(_declared(REPO_ROOT), docker_state_dir, base_image, client=docker_client)
     assert again.tag == sandbox_image and not again.built
     base_id = str(docker_client.images.get(base_image).id)
 
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(REPO_ROOT / "pyproject.toml", repo / "pyproject.toml")
-    first = image_tag(repo, base_image, base_id)
+    first = image_tag(_declared(repo), base_image, base_id)
     assert first == sandbox_image
-    assert image_tag(repo, base_image, base_id) == first
+    assert image_tag(_declared(repo), base_image, base_id) == first
     # An edit that does not touch the dependencies keeps the image...
     with open(repo / "pyproject.toml", "a") as fh:
         fh.write("\n[tool.unrelated]\nkey = 1\n")
-    assert image_tag(repo, base_image, base_id) == first
+    assert image_tag(_declared(repo), base_image, base_id) == first
     # ...a new requirements file or a changed one does not.
     (repo / "requirements.txt").write_text("attrs\n")
-    second = image_tag(repo, base_image, base_id)
+    second = image_tag(_declared(repo), base_image, base_id)
     assert second != first
     (repo / "requirements.txt").write_text("attrs==23.2.0\n")
-    assert image_tag(repo, base_image, base_id) not in {first, second}
+    assert image_tag(_declared(repo), base_image, base_id) not in {first, second}
 
 
 def test_harness_runs_a_small_repository_in_the_sandbox(sandbox: DockerSandbox) -> None:
@@ -524,6 +525,12 @@ def test_harness_runs_a_small_repository_in_the_sandbox(sandbox: DockerSandbox) 
     assert b"1 passed" in result.stdout
 
 
+def _declared(repo: Path) -> DependencySet:
+    """The declarations of a directory's pyproject.toml and requirements*.txt."""
+    files = [repo / "pyproject.toml", *repo.glob("requirements*.txt")]
+    return dependencies_from_files({p.name: p.read_text("utf-8") for p in files if p.is_file()})
+
+
 def _tiny_repo(tmp_path: Path, requirements: str | None = None) -> Path:
     repo = tmp_path / "tiny"
     repo.mkdir()
@@ -539,7 +546,8 @@ def test_build_failure_is_one_clear_sentence_with_the_log_tail(
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text("ARG BASE\nFROM ${BASE}\nRUN echo selfcode-about-to-fail && false\n")
     with pytest.raises(SandboxError) as caught:
-        build_image(_tiny_repo(tmp_path), docker_state_dir, base_image, client=docker_client,
+        build_image(_declared(_tiny_repo(tmp_path)), docker_state_dir, base_image,
+                    client=docker_client,
                     dockerfile=dockerfile)
     message = str(caught.value)
     assert "failed" in message and "selfcode-about-to-fail" in message
@@ -550,7 +558,7 @@ def test_missing_base_image_says_how_to_build_one_offline(
     docker_client: docker.DockerClient, docker_state_dir: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(SandboxError, match=r"bootstrap-base\.sh") as caught:
-        build_image(_tiny_repo(tmp_path), docker_state_dir,
+        build_image(_declared(_tiny_repo(tmp_path)), docker_state_dir,
                     "selfcode-no-such-base-image:never", client=docker_client)
     assert "SELFCODE_BASE_IMAGE" in str(caught.value)
 
@@ -560,4 +568,4 @@ def test_dependency_download_failure_is_a_sandbox_error(
 ) -> None:
     repo = _tiny_repo(tmp_path, "selfcode-no-such-package-zz9==0.0.1\n")
     with pytest.raises(SandboxError, match="pip could not download"):
-        build_image(repo, docker_state_dir, base_image, client=docker_client)
+        build_image(_declared(repo), docker_state_dir, base_image, client=docker_client)

@@ -271,12 +271,13 @@ def doctor(json_out: JsonOpt = False, path: PathArg = Path(".")) -> None:
 def sandbox_build(path: PathArg = Path(".")) -> None:
     """Build (or find) the sandbox image for a repository, with its dependencies."""
     from selfcode.git.store import GitStore
+    from selfcode.sandbox.deps import dependencies_at
     from selfcode.sandbox.image import ensure_image
 
     with _errors():
         store = GitStore(path)
         settings = load_settings(store.root)
-        tag = ensure_image(settings.sandbox, store.state_dir(), store.root,
+        tag = ensure_image(settings.sandbox, store.state_dir(), dependencies_at(store, "HEAD"),
                            progress=lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
     print(tag)
 

@@ -17,7 +17,7 @@ from selfcode.gate.judge import Judge, Observer, discover_benchmarks
 from selfcode.gate.measure import Calibration
 from selfcode.git.store import GitStore
 from selfcode.history.db import new_run_id
-from selfcode.sandbox.factory import open_sandbox
+from selfcode.sandbox.factory import baseline_dependencies, open_sandbox
 from selfcode.sandbox.trees import Trees
 
 
@@ -35,8 +35,8 @@ def aa_calibration(path: Path, settings: Settings, pairs: int, observer: Observe
     store = GitStore(path)
     started = time.perf_counter()
     run_id = "bench-" + new_run_id()
-    with open_sandbox(settings.sandbox, store.state_dir(), run_id, store.root,
-                      observer) as sandbox:
+    deps = baseline_dependencies(settings.sandbox, store, "HEAD")
+    with open_sandbox(settings.sandbox, store.state_dir(), run_id, deps, observer) as sandbox:
         trees = Trees(sandbox, settings.sandbox.timeout)
         benchmarks = discover_benchmarks(store.list_files("HEAD"), settings.gate, sandbox.python)
         if not benchmarks:

@@ -41,7 +41,7 @@ from selfcode.run.resume import (
     sweep_dead_runs,
 )
 from selfcode.sandbox.base import Sandbox
-from selfcode.sandbox.factory import open_sandbox
+from selfcode.sandbox.factory import baseline_dependencies, open_sandbox
 from selfcode.sandbox.trees import Trees
 
 DEMO_REPLAY = "demo-replies.jsonl"
@@ -130,12 +130,15 @@ def _run(store: GitStore, history: History, archive: Archive, settings: Settings
     worktree, start, tally, wall_before = _open(store, history, archive, settings, llm,
                                                 observer, resume)
     state = store.state_dir()
+    # Read from the base commit's objects once, and reused by every sandbox of the run, the
+    # re-check's too: the host never reads dependency declarations a candidate wrote.
+    deps = baseline_dependencies(settings.sandbox, store, _base_commit(store, worktree, resume))
     sandbox: Sandbox | None = None
     agent: Agent | None = None
     status, stop = "failed", "error"
     try:
         t0 = time.perf_counter()
-        sandbox = open_sandbox(settings.sandbox, state, run_id, worktree.path, observer)
+        sandbox = open_sandbox(settings.sandbox, state, run_id, deps, observer)
         files = worktree.list_files()
         judge = _judge_in(sandbox, settings, files, t0, observer)
         judge.set_baseline(worktree.tracked_tar(), runs=settings.gate.flaky_runs)
@@ -143,8 +146,8 @@ def _run(store: GitStore, history: History, archive: Archive, settings: Settings
 
         def recheck(parent_tar: bytes, diff: str) -> Verdict:
             t1 = time.perf_counter()
-            with open_sandbox(settings.sandbox, state, run_id, worktree.path,
-                              observer, quiet=True) as fresh:
+            with open_sandbox(settings.sandbox, state, run_id, deps, observer,
+                              quiet=True) as fresh:
                 fresh_judge = judge.fork(fresh, time.perf_counter() - t1)
                 fresh_judge.set_baseline(parent_tar)
                 return fresh_judge.judge(diff)
@@ -175,6 +178,14 @@ def _run(store: GitStore, history: History, archive: Archive, settings: Settings
         history.finish_run(run_id, status, summary.model_dump())
         worktree.remove()
     return summary
+
+
+def _base_commit(store: GitStore, worktree: RunWorktree, resume: str | None) -> str:
+    """The run's baseline: HEAD when it started, i.e. the newest commit no candidate wrote."""
+    if resume is None:
+        return worktree.head()
+    own = [sha for sha, n in store.trailer_log(worktree.head(), "Selfcode-Candidate") if not n]
+    return own[-1] if own else worktree.head()
 
 
 def resume_settings(path: Path, run_id: str, overrides: dict[str, Any]) -> Settings:
@@ -220,7 +231,8 @@ def eval_patch(path: Path, diff: str, settings: Settings, observer: Observer) ->
     store = GitStore(path)
     run_id = "eval-" + new_run_id()
     t0 = time.perf_counter()
-    with open_sandbox(settings.sandbox, store.state_dir(), run_id, store.root, observer) as sandbox:
+    deps = baseline_dependencies(settings.sandbox, store, "HEAD")
+    with open_sandbox(settings.sandbox, store.state_dir(), run_id, deps, observer) as sandbox:
         judge = _judge_in(sandbox, settings, store.list_files("HEAD"), t0, observer)
         judge.set_baseline(store.tracked_tar("HEAD"), runs=settings.gate.flaky_runs)
         describe_judging(judge, judge.calibrate(), observer)

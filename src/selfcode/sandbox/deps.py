@@ -1,19 +1,31 @@
-"""The target's dependencies: what its declarations name, downloaded as wheels on the host.
+"""The target's dependencies: the baseline's declarations, downloaded as wheels on the host.
 
-    deps = collect_dependencies(repo)
+    deps = dependencies_at(store, base_commit)      # once per run, from git objects
     wheelhouse = build_wheelhouse(deps, python_info, state_dir / "wheelhouse")
 
 The declarations are `[project] dependencies`, the `test`/`tests`/`testing` extras and
-dependency groups of `pyproject.toml`, and `requirements*.txt`; pytest is always added. The
-wheels are downloaded with `pip download --only-binary=:all:` for the base image's Python and
-platform (see `image.python_info`), into `<state dir>/wheelhouse/<key>/`, so pip inside the image
-build never touches an index.
+dependency groups of `pyproject.toml`, and the top-level `requirements*.txt` (with the files
+they include by `-r`/`-c`); pytest is always added. They are read from a COMMIT's objects, never
+from a working directory: a run collects them once from its base commit and passes the
+`DependencySet` down, so nothing a candidate writes (into its tree or the run's worktree) is ever
+read by the host to decide what to download.
+
+The host runs pip, so every line is policed first (`requirement_entry`): only a plain
+`name[extras] specifier ; marker`, optionally with `--hash`, and `-r`/`-c` to another committed
+file; a URL, a local path, any other option line and any environment variable (`${...}`) is
+refused with one sentence naming the file and the line, before anything runs. pip then gets a
+requirements file selfcode wrote itself, `--only-binary=:all:` (no sdist is built, so no
+repository's build backend ever runs on the host), an environment of PATH, LANG and a fresh
+HOME (plus trust-store paths and credential-free proxies; `PIP_CONFIG_FILE` = os.devnull, so no
+pip.conf either), and `python -I` in a temporary directory (nothing there can shadow pip).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -21,14 +33,17 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Protocol
 
-from selfcode.errors import SandboxError
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
-# Always in the image: the harness runs pytest.
-_ALWAYS = ("pytest",)
+from selfcode.errors import ConfigError, SandboxError
+
 # Extras / dependency groups that a repository's tests usually need.
 _TEST_GROUPS = ("test", "tests", "testing")
 
@@ -49,107 +64,237 @@ class PythonInfo:
     platforms: tuple[str, ...]  # ("manylinux_2_36_x86_64", ..., "linux_x86_64")
 
     def key(self) -> str:
-        return json.dumps(
-            [self.version, self.implementation, list(self.abis), list(self.platforms)]
-        )
+        return json.dumps([self.version, self.implementation, [*self.abis], [*self.platforms]])
+
+
+# --- the line policy ---------------------------------------------------------------------------
+
+_FIX = "declare the package by name and version (it is installed from a wheel of the index)"
+_INCLUDES = {"-r": False, "--requirement": False, "-c": True, "--constraint": True}
+_URL = re.compile(r"://|^(git|hg|svn|bzr)\+|^(file|https?|ftp|git|ssh):", re.IGNORECASE)
+_ARCHIVE = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+@dataclass(frozen=True)
+class Include:
+    """A `-r`/`-c` line: another committed file of requirements (or of constraints)."""
+
+    path: str
+    constraint: bool
+
+
+class Refused(ConfigError):
+    """A dependency declaration the host will not hand to pip."""
+
+
+def _refuse(where: str, text: str, why: str, fix: str = _FIX) -> Refused:
+    return Refused(f"Refusing the dependency declaration {text!r} in {where}: it {why}, and "
+                   f"selfcode's host never fetches or builds what a repository names; {fix}.")
+
+
+def requirement_entry(line: str, where: str, file: str = "") -> str | Include | None:
+    """One logical line of a requirements file (comments and continuations already joined):
+    None when blank, an `Include`, or the requirement as pip gets it; else `Refused`.
+
+    `file` is the repository path of the file the line is in, to resolve `-r`/`-c` against.
+    """
+    text = _COMMENT.sub("", line).strip()
+    if not text:
+        return None
+    if "$" in text:
+        raise _refuse(where, text, "uses an environment variable",
+                      "write the value itself, and never a credential, into the file")
+    if text.startswith("-"):
+        return _option_line(text, where, file)
+    spec, _, options = text.partition(" -")
+    if options:
+        _check_options("-" + options, text, where)
+    return _plain_requirement(spec.strip(), text, where)
+
+
+def _option_line(text: str, where: str, file: str) -> Include:
+    match = re.match(r"(--?[A-Za-z-]+)(?:[ =]+|(?<=^-[rc]))(.*)$", text)
+    option, value = (match.group(1), match.group(2).strip()) if match else (text.split()[0], "")
+    if option not in _INCLUDES:
+        raise _refuse(where, text, f"is a pip option line ({option})",
+                      "remove the line (selfcode chooses the index and the build options)")
+    if not value:
+        raise _refuse(where, text, "includes no file", "name the file to include")
+    if _URL.search(value) or value.startswith(("/", "~", "\\")):
+        raise _refuse(where, text, "includes a file outside the repository",
+                      "include only files committed in the repository, by relative path")
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(file), value))
+    if target.startswith("../") or target == "..":
+        raise _refuse(where, text, "includes a file outside the repository",
+                      "include only files committed in the repository, by relative path")
+    return Include(target, _INCLUDES[option])
+
+
+def _check_options(options: str, text: str, where: str) -> None:
+    """Per-requirement options: only `--hash` (it narrows what pip accepts, never widens it)."""
+    tokens = options.split()
+    for index, token in enumerate(tokens):
+        if token.startswith("--hash=") or (token == "--hash" and index + 1 < len(tokens)):
+            continue
+        if index > 0 and tokens[index - 1] == "--hash":
+            continue
+        raise _refuse(where, text, f"carries the pip option {token.split('=')[0]}",
+                      "remove the option")
+
+
+def _plain_requirement(spec: str, text: str, where: str) -> str:
+    if _URL.search(spec) or re.search(r"\s@\s|@\s*\S+:", spec):
+        raise _refuse(where, text, "names a URL")
+    if spec.startswith((".", "/", "~")) or "/" in spec or "\\" in spec or (
+            spec.lower().endswith(_ARCHIVE)):
+        raise _refuse(where, text, "names a local path")
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "unparsable"
+        raise _refuse(where, text,
+                      f"is not a requirement pip can resolve by name ({detail})") from None
+    if requirement.url:
+        raise _refuse(where, text, "names a URL")
+    return str(requirement)
+
+
+def logical_lines(text: str) -> Iterable[tuple[int, str]]:
+    """(first line number, line) of a requirements file, with backslash continuations joined."""
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not pending:
+            start = number
+        if raw.endswith("\\"):
+            pending += raw[:-1] + " "
+            continue
+        yield start, pending + raw
+        pending = ""
+    if pending:
+        yield start, pending
 
 
 # --- the target's dependencies -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Dependencies:
+class DependencySet:
+    """What the image is built from: the baseline's declarations, collected once, immutable."""
+
     requirements: tuple[str, ...]
-    """Requirement lines for pip, in a stable order, pytest included."""
+    """Requirements for pip, in a stable order, pytest included; each passed the line policy."""
     fingerprint: bytes
     """What the image hash covers: the declarations, not unrelated pyproject.toml edits."""
+    constraints: tuple[str, ...] = ()
+    origin: str = ""
+    """Where the declarations were read, for messages ("commit 1a2b3c4d5e")."""
 
 
-def collect_dependencies(repo: Path) -> Dependencies:
-    """Read `[project] dependencies`, test extras/groups and requirements*.txt of `repo`."""
+class CommitReader(Protocol):
+    """What `dependencies_at` needs of a repository (`selfcode.git.store.GitStore` has it)."""
+
+    def resolve(self, rev: str) -> str: ...
+    def list_files(self, rev: str = "HEAD") -> list[str]: ...
+    def read_files(self, rev: str, paths: Iterable[str]) -> dict[str, str | None]: ...
+
+
+def dependencies_at(store: CommitReader, rev: str = "HEAD") -> DependencySet:
+    """The declarations committed at `rev`, read from git objects (no working directory)."""
+    sha = store.resolve(rev)
+    listing = store.list_files(sha)
+
+    def read(path: str) -> str | None:
+        return store.read_files(sha, [path]).get(path)
+
+    return collect_dependencies(read, listing, origin=f"commit {sha[:10]}")
+
+
+def dependencies_from_files(files: Mapping[str, str], origin: str = "") -> DependencySet:
+    """The declarations among `files` (repository path -> text): for tests and tools."""
+    return collect_dependencies(files.get, list(files), origin=origin)
+
+
+def collect_dependencies(read: Callable[[str], str | None], listing: Iterable[str],
+                         origin: str = "") -> DependencySet:
+    """`[project]` dependencies, test extras/groups and top-level requirements*.txt, policed."""
     reqs: list[str] = []
     parts: list[bytes] = []
-    pyproject = repo / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            data = tomllib.loads(pyproject.read_text("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SandboxError(f"Cannot read {pyproject} to find its dependencies: {exc}.") from exc
-        project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
-        found = _strings(project.get("dependencies"))
-        extras = project.get("optional-dependencies")
-        groups = data.get("dependency-groups")
-        own = str(project.get("name", "")).strip()
-        for table in (extras, groups):
-            if isinstance(table, dict):
-                for name in _TEST_GROUPS:
-                    found += _strings(table.get(name))
+    names = set(listing)
+    if "pyproject.toml" in names:
+        found = _pyproject_requirements(read("pyproject.toml") or "", origin)
+        reqs += [r for r, _ in found]
+        # The raw strings, so an unchanged declaration keeps its image tag.
+        parts.append(b"pyproject:" + json.dumps([raw for _, raw in found]).encode("utf-8"))
+    constraints: list[str] = []
+    seen: set[str] = set()
+    for name in sorted(n for n in names if "/" not in n and fnmatchcase(n, "requirements*.txt")):
+        _requirements_file(name, read, names, seen, (reqs, constraints, parts), origin)
+    if "pytest" not in {canonicalize_name(Requirement(r).name) for r in reqs}:
+        reqs.append("pytest")
+    unique = tuple(dict.fromkeys(reqs))
+    return DependencySet(unique, b"\0\0".join(parts), tuple(dict.fromkeys(constraints)), origin)
+
+
+def _pyproject_requirements(text: str, origin: str) -> list[tuple[str, str]]:
+    """(requirement for pip, declared string) of pyproject.toml, minus self-references."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SandboxError(f"Cannot read pyproject.toml ({origin}) to find its dependencies: "
+                           f"{exc}; fix the file and commit it.") from exc
+    project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
+    declared = [("[project] dependencies", r) for r in _strings(project.get("dependencies"))]
+    for key, table in (("[project.optional-dependencies]", project.get("optional-dependencies")),
+                       ("[dependency-groups]", data.get("dependency-groups"))):
+        if isinstance(table, dict):
+            for group in _TEST_GROUPS:
+                declared += [(f"{key} {group}", r) for r in _strings(table.get(group))]
+    own = canonicalize_name(str(project.get("name", "")).strip() or "-")
+    found: list[tuple[str, str]] = []
+    for key, raw in declared:
+        entry = requirement_entry(raw, f"pyproject.toml {key} ({origin})".replace(" ()", ""))
         # `pkg[test]` pointing at the project itself (a common idiom in extras) is not on PyPI.
-        found = [r for r in found if not own or _req_name(r) != _normalize(own)]
-        reqs += found
-        parts.append(b"pyproject:" + json.dumps(found).encode("utf-8"))
-    root = repo.resolve()
-    seen: set[Path] = set()
-    for path in sorted(root.glob("requirements*.txt")):
-        lines, files = _requirement_lines(path, root, seen)
-        reqs += lines
-        for file in files:
-            parts.append(b"file:" + file.relative_to(root).as_posix().encode() + b"\0")
-            parts.append(file.read_bytes())
-    reqs += [r for r in _ALWAYS if _normalize(r) not in {_req_name(x) for x in reqs}]
-    unique = tuple(dict.fromkeys(r.strip() for r in reqs if r.strip()))
-    return Dependencies(unique, b"\0\0".join(parts))
+        if isinstance(entry, str) and canonicalize_name(Requirement(entry).name) != own:
+            found.append((entry, raw))
+    return found
+
+
+def _requirements_file(name: str, read: Callable[[str], str | None], names: set[str],
+                       seen: set[str], out: tuple[list[str], list[str], list[bytes]],
+                       origin: str, constraint: bool = False) -> None:
+    """Police one requirements file and those it includes; add to (reqs, constraints, parts)."""
+    if name in seen:
+        return
+    seen.add(name)
+    text = read(name) if name in names else None
+    if text is None:
+        raise ConfigError(f"A requirements file includes {name}, which is not committed "
+                          f"({origin}); commit it or remove the include.")
+    reqs, constraints, parts = out
+    parts += [b"file:" + name.encode() + b"\0", text.encode("utf-8")]
+    for number, line in logical_lines(text):
+        where = f"{name} line {number}" + (f" ({origin})" if origin else "")
+        entry = requirement_entry(line, where, name)
+        if isinstance(entry, Include):
+            _requirements_file(entry.path, read, names, seen, out, origin,
+                               constraint or entry.constraint)
+        elif entry is not None:
+            (constraints if constraint else reqs).append(entry)
 
 
 def _strings(value: object) -> list[str]:
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
-def _normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _req_name(req: str) -> str:
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-    return _normalize(match.group(1)) if match else ""
-
-
-def _requirement_lines(path: Path, repo: Path, seen: set[Path]) -> tuple[list[str], list[Path]]:
-    """Requirement lines of a requirements file, following `-r`; local/editable lines dropped."""
-    path = path.resolve()
-    if path in seen or not path.is_file() or not path.is_relative_to(repo):
-        return [], []
-    seen.add(path)
-    lines: list[str] = []
-    files = [path]
-    text = path.read_text("utf-8", errors="replace")
-    for raw in text.replace("\\\n", " ").splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
-            target = re.sub(r"^(-r|--requirement)[ =]?", "", line).strip()
-            more, more_files = _requirement_lines(path.parent / target, repo, seen)
-            lines += more
-            files += more_files
-            continue
-        # Options (-e, -c, --index-url, --hash...) and local paths are not requirements the
-        # host can download as wheels; the repository's own code goes in as a tree.
-        if line.startswith(("-", ".", "/", "file:")):
-            continue
-        lines.append(line.split(" --hash", 1)[0].strip())
-    return lines, files
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def build_wheelhouse(
-    deps: Dependencies, info: PythonInfo, wheelhouse_root: Path, progress: Progress = no_progress
+    deps: DependencySet, info: PythonInfo, wheelhouse_root: Path, progress: Progress = no_progress
 ) -> Path:
     """Download wheels for `deps` that `info`'s Python accepts; cached by (deps, platform)."""
-    key = hashlib.sha256("\n".join([*deps.requirements, info.key()]).encode("utf-8")).hexdigest()[
-        :20
-    ]
+    keyed = [*deps.requirements, info.key()]
+    if deps.constraints:
+        keyed += ["-c", *deps.constraints]
+    key = hashlib.sha256("\n".join(keyed).encode("utf-8")).hexdigest()[:20]
     target = wheelhouse_root / key
     if (target / ".complete").is_file():
         progress(f"wheelhouse {target} is up to date")
@@ -159,27 +304,15 @@ def build_wheelhouse(
     try:
         (partial / "requirements.txt").write_text("\n".join(deps.requirements) + "\n", "utf-8")
         argv = _pip_download(info, partial, partial / "requirements.txt")
+        if deps.constraints:
+            (partial / "constraints.txt").write_text("\n".join(deps.constraints) + "\n", "utf-8")
+            argv += ["-c", str(partial / "constraints.txt")]
         progress(
             f"downloading wheels for Python {info.version} ({info.platforms[0]}) on the host: "
             + ", ".join(deps.requirements)
         )
         start = time.monotonic()
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
-        )
-        if proc.returncode != 0:
-            tail = _tail(proc.stderr or proc.stdout, 6)
-            if "No module named pip" in (proc.stderr or ""):
-                raise SandboxError(
-                    "pip is missing from the Python that runs selfcode; install pip into "
-                    "selfcode's environment to build the sandbox image."
-                )
-            raise SandboxError(
-                "pip could not download binary wheels of the target's dependencies for Python "
-                f"{info.version} on {info.platforms[0]} ({tail}); make every dependency "
-                "available as a wheel (or use a base image with a matching Python via "
-                "SELFCODE_BASE_IMAGE), and check that the host can reach the package index."
-            )
+        _run_pip(argv, info)
         wheels = sorted(p.name for p in partial.glob("*.whl"))
         progress(f"downloaded {len(wheels)} wheels in {time.monotonic() - start:.1f}s")
         (partial / ".complete").write_text("\n".join(wheels) + "\n", "utf-8")
@@ -196,10 +329,61 @@ def build_wheelhouse(
             shutil.rmtree(partial, ignore_errors=True)
 
 
+# Where the host's trusted certificates are (a TLS-inspecting proxy's CA, say): paths, no secret.
+_TRUST = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+
+
+def pip_environment(home: Path, source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of the host's pip: no key, token, proxy credential or PIP_*.
+
+    PATH, LANG and a fresh HOME; the trust-store paths; proxies only when their URL carries no
+    user name or password.
+    """
+    source = os.environ if source is None else source
+    env = {
+        "PATH": source.get("PATH") or os.defpath,
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        # Ours, not the user's: with os.devnull pip reads no pip.conf at all (user, site or
+        # global), so no configured index, find-links or credentials come along.
+        "PIP_CONFIG_FILE": os.devnull,
+    }
+    env.update({k: source[k] for k in _TRUST if source.get(k)})
+    env.update({k: source[k] for k in _PROXIES if source.get(k) and "@" not in source[k]})
+    return env
+
+
+def _run_pip(argv: list[str], info: PythonInfo) -> None:
+    with tempfile.TemporaryDirectory(prefix="selfcode-pip-") as home:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+            env=pip_environment(Path(home)), cwd=home,
+        )  # fmt: skip
+    if proc.returncode == 0:
+        return
+    tail = _tail(proc.stderr or proc.stdout, 6)
+    if "No module named pip" in (proc.stderr or ""):
+        raise SandboxError(
+            "pip is missing from the Python that runs selfcode; install pip into "
+            "selfcode's environment to build the sandbox image."
+        )
+    raise SandboxError(
+        "pip could not download binary wheels of the target's dependencies for Python "
+        f"{info.version} on {info.platforms[0]} ({tail}); make every dependency "
+        "available as a wheel (or use a base image with a matching Python via "
+        "SELFCODE_BASE_IMAGE), and check that the host can reach the package index."
+    )
+
+
 def _pip_download(info: PythonInfo, dest: Path, requirements: Path) -> list[str]:
-    """`pip download` of binary wheels for `info`'s Python and platform only."""
+    """`pip download` of binary wheels for `info`'s Python and platform only.
+
+    `-I`: no PYTHON* variable and no module of the working directory can change what runs;
+    `--isolated`: pip ignores its environment variables and the user's configuration.
+    """
     argv = [
-        sys.executable, "-m", "pip", "download",
+        sys.executable, "-I", "-m", "pip", "download", "--isolated",
         "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
         "--dest", str(dest), "--only-binary=:all:",
         "--python-version", info.version, "--implementation", info.implementation,

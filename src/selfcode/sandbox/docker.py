@@ -1,6 +1,6 @@
 """The docker backend's front door: open a sandbox, and the names callers need.
 
-    sandbox = open_docker_sandbox(settings.sandbox, state_dir, run_id, repo, observer)
+    sandbox = open_docker_sandbox(settings.sandbox, state_dir, run_id, deps, observer)
 
 The backend lives in four modules: `engine` (the client, availability, engine failures as one
 sentence), `container` (`DockerSandbox`: the hardened container and its life cycle), `execution`
@@ -16,14 +16,17 @@ from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.run.events import Observer
 from selfcode.sandbox.container import DockerSandbox, cleanup_dead_runs
+from selfcode.sandbox.deps import DependencySet, dependencies_at
 from selfcode.sandbox.engine import base_image_present, docker_available, docker_client
 from selfcode.sandbox.image import build_image, ensure_image
 
 __all__ = [
+    "DependencySet",
     "DockerSandbox",
     "base_image_present",
     "build_image",
     "cleanup_dead_runs",
+    "dependencies_at",
     "docker_available",
     "docker_client",
     "ensure_image",
@@ -35,11 +38,15 @@ def open_docker_sandbox(
     config: SandboxConfig,
     state_dir: Path,
     run_id: str,
-    repo_root: Path,
+    deps: DependencySet,
     observer: Observer,
     quiet: bool = False,
 ) -> DockerSandbox:
-    """Remove dead runs' leftovers, build the image if needed, start a warm sandbox."""
+    """Remove dead runs' leftovers, build the image for `deps` if needed, start a sandbox.
+
+    `deps` are the baseline's declarations (`deps.dependencies_at(store, base_commit)`),
+    collected once per run: a re-check passes the same set, never one read from a worktree.
+    """
     client = docker_client()
     removed = cleanup_dead_runs(client)
     if removed and not quiet:
@@ -52,7 +59,7 @@ def open_docker_sandbox(
         if not quiet:
             observer.event("phase", message)
 
-    image = ensure_image(config, state_dir, repo_root, client=client, progress=progress)
+    image = ensure_image(config, state_dir, deps, client=client, progress=progress)
     return DockerSandbox.start(
         config, image, run_id, resources.harness_dir(), client=client, cleanup=False
     )

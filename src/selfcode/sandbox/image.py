@@ -1,6 +1,6 @@
 """The docker sandbox's image: the target's dependencies resolved on the host, built offline.
 
-    tag = ensure_image(settings.sandbox, state_dir, repo, progress=print)
+    tag = ensure_image(settings.sandbox, state_dir, dependencies_at(store, base), progress=print)
 
 1. The base image is asked once (per image id, cached in the state dir) which Python it has and
    which wheel platforms it accepts.
@@ -10,8 +10,9 @@
    inside the build never touches an index (`--no-index`).
 
 The image is tagged `selfcode-sandbox:<hash>`, hash = sha256 of the Dockerfile, the base image's
-name and id, and the target's dependency declarations; it is rebuilt only when that tag is
-missing. Every failure is a `SandboxError` whose message says how to fix it.
+name and id, and the target's dependency declarations (a `DependencySet`, read from the run's
+base commit: never from a candidate's files); it is rebuilt only when that tag is missing.
+Every failure is a `SandboxError` whose message says how to fix it.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
 from selfcode.sandbox.deps import (
+    DependencySet,
     Progress,
     PythonInfo,
     build_wheelhouse,
-    collect_dependencies,
     no_progress,
 )
 from selfcode.sandbox.engine import docker_client, engine_error, short_error
@@ -164,7 +165,7 @@ def python_info(
 
 
 def image_tag(
-    repo: Path,
+    deps: DependencySet,
     base_image: str,
     base_id: str,
     dockerfile: Path | None = None,
@@ -177,7 +178,7 @@ def image_tag(
         dockerfile.read_bytes(),
         base_image.encode("utf-8"),
         base_id.encode("utf-8"),
-        collect_dependencies(repo).fingerprint,
+        deps.fingerprint,
     ):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
@@ -191,12 +192,12 @@ OFFLINE_BASE = "selfcode-base:bookworm"  # what sandbox/bootstrap-base.sh builds
 def ensure_image(
     config: SandboxConfig,
     state_dir: Path,
-    repo: Path,
+    deps: DependencySet,
     *,
     client: docker.DockerClient | None = None,
     progress: Progress = no_progress,
 ) -> str:
-    """The image a sandbox for `repo` runs: `config.image` as given, else built when missing."""
+    """The image a sandbox with `deps` runs: `config.image` as given, else built when missing."""
     client = client or docker_client()
     if config.image:
         if not _image_exists(client, config.image):
@@ -212,11 +213,11 @@ def ensure_image(
         # An air-gapped machine that ran sandbox/bootstrap-base.sh has no use for a pull.
         progress(f"{base} is not present; using the offline base image {OFFLINE_BASE}")
         base = OFFLINE_BASE
-    return build_image(repo, state_dir, base, client=client, progress=progress).tag
+    return build_image(deps, state_dir, base, client=client, progress=progress).tag
 
 
 def build_image(
-    repo: Path,
+    deps: DependencySet,
     state_dir: Path,
     base_image: str,
     *,
@@ -227,7 +228,7 @@ def build_image(
     tag: str | None = None,
     no_cache: bool = False,
 ) -> BuildResult:
-    """Build the sandbox image for `repo` on `base_image` unless its tag already exists.
+    """Build the sandbox image for `deps` on `base_image` unless its tag already exists.
 
     `force` rebuilds even when the tag exists; `tag` overrides the computed tag (benchmarks use
     a throw-away one); `no_cache` ignores the engine's layer cache (a truly cold build).
@@ -236,13 +237,12 @@ def build_image(
     client = client or docker_client()
     dockerfile = dockerfile or _dockerfile()
     base_id = ensure_base_image(client, base_image, progress)
-    tag = tag or image_tag(repo, base_image, base_id, dockerfile)
+    tag = tag or image_tag(deps, base_image, base_id, dockerfile)
     if not force and _image_exists(client, tag):
         progress(f"sandbox image {tag} is up to date")
         return BuildResult(tag, built=False, duration=time.monotonic() - start)
 
     info = python_info(client, base_image, base_id, state_dir / "wheelhouse")
-    deps = collect_dependencies(repo)
     wheelhouse = build_wheelhouse(deps, info, state_dir / "wheelhouse", progress)
     progress(f"building {tag} from {base_image}")
     _build(client, dockerfile, wheelhouse, base_image, tag, progress, no_cache=no_cache)
