@@ -167,3 +167,80 @@ def test_eval_rejects_a_patch_that_breaks_a_test(demo_repo):
     assert code == 1
     assert "tests/test_primes.py::test_is_prime[2-True]" in verdict["tests"]["newly_failing"]
     assert verdict["benchmarks"] == []  # a broken candidate is not worth measuring
+
+
+# --- one error path for every command ------------------------------------------------------
+
+# Text that Rich markup would eat ([tool.selfcode.gate]) or choke on ([/x]: MarkupError).
+MARKUP = "[tool.selfcode.gate]/[/x]"
+
+
+@pytest.mark.parametrize("command", [
+    "improve {}", "eval {} --patch -", "bench {}", "sandbox build {}", "runs {}",
+    "show latest {}", "review latest {} --approve 1", "report latest {}",
+])
+def test_every_command_prints_its_error_verbatim(tmp_path, command):
+    missing = tmp_path / MARKUP / "repo"
+    args = [str(missing) if word == "{}" else word for word in command.split()]
+    result = runner.invoke(app, args, input="")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert f"error: {missing} does not exist." in result.stderr
+    assert "Traceback" not in result.output and "MarkupError" not in result.output
+
+
+def test_a_config_key_in_an_error_is_printed_as_written(demo_repo):
+    result = runner.invoke(app, ["eval", str(demo_repo), "--patch", "-", "--judge", "metric",
+                                 "--sandbox", "local"], input="")
+    assert result.exit_code == 2
+    assert "needs [tool.selfcode.gate] metric_command" in result.stderr
+
+
+def test_errors_keep_their_exit_code_interrupts_are_130_and_bugs_say_so(monkeypatch):
+    import selfcode.doctor
+    from selfcode.errors import SelfcodeError
+
+    class Refused(SelfcodeError):
+        exit_code = 7
+
+    def raising(exc: BaseException):
+        def run_checks(*_args: object, **_kwargs: object) -> None:
+            raise exc
+        return run_checks
+
+    monkeypatch.setattr(selfcode.doctor, "run_checks", raising(Refused("No [/x] today.")))
+    result = runner.invoke(app, ["doctor"])
+    assert (result.exit_code, result.stderr.strip()) == (7, "error: No [/x] today.")
+    monkeypatch.setattr(selfcode.doctor, "run_checks", raising(KeyboardInterrupt()))
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 130 and "Interrupted" in result.stderr
+    monkeypatch.setattr(selfcode.doctor, "run_checks", raising(ZeroDivisionError("[bold]x")))
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = result.stderr.strip()
+    assert "ZeroDivisionError: [bold]x" in line and "this is a bug in selfcode" in line
+    assert "report it" in line and len(line.splitlines()) == 1
+
+
+# --- --judge chooses how candidates are judged, --goal only what the model is asked ---------
+
+def test_judge_modes_are_taught_in_help():
+    for command in ("improve", "eval"):
+        text = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+                        .output.split())
+        for mode in ("speed:", "fix:", "metric:", "auto (the default)"):
+            assert mode in text, (command, mode)
+        assert text.count("e.g.") >= 3 and "[tool.selfcode.gate] metric_command" in text
+        assert "[tool.selfcode.gate] judge" in text and "field name `goal`" in text
+
+
+@pytest.mark.parametrize("word", ["speed", "fix", "metric"])
+def test_goal_no_longer_chooses_the_judge(demo_repo, word):
+    result = runner.invoke(app, ["improve", str(demo_repo), "--goal", word])
+    assert result.exit_code == 2
+    assert f"use --judge {word}" in result.stderr and "selfcode/" not in git(demo_repo, "branch")
+
+
+def test_eval_judges_by_the_judge_flag(demo_repo):
+    code, verdict = eval_json(demo_repo, sieve_diff(demo_repo), "--judge", "fix")
+    assert code == 1 and verdict["goal"] == "fix" and verdict["benchmarks"] == []
+    assert verdict["reasons"] == ["no failing test was made to pass"]

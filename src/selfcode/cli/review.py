@@ -1,7 +1,8 @@
 """The history commands: `selfcode runs`, `show RUN[/N]`, `review RUN`, `report RUN`.
 
-Registered on the main app by cli.py; each opens the repository's history read-only except
-`review`, which records decisions and may rebuild the run's branch (under the lock).
+Registered on the main app by cli/app.py; each opens the repository's history read-only except
+`review`, which records decisions and may rebuild the run's branch (under the lock). Errors go
+through `common.errors()`, like every other command's.
 """
 
 from __future__ import annotations
@@ -17,19 +18,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from selfcode.cli.common import JsonOpt, PathArg, RunArg, err, errors
 from selfcode.errors import SelfcodeError
 
 if TYPE_CHECKING:
+    from selfcode.git.review import ReviewOutcome
     from selfcode.git.store import GitStore
     from selfcode.history.db import History
 
 review_app = typer.Typer()
 out = Console()
-err = Console(stderr=True)
-
-PathArg = Annotated[Path, typer.Argument(help="A directory inside the target git repository.")]
-RunArg = Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or 'latest'.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 class _NoHistory(SelfcodeError):
@@ -38,33 +36,27 @@ class _NoHistory(SelfcodeError):
 
 @contextmanager
 def _repo(path: Path, quiet: bool = False) -> Iterator[tuple[GitStore, History]]:
-    """The repository and its history; failures become one sentence and exit 2.
+    """The repository and its history.
 
-    With `quiet`, a repository without any run raises _NoHistory instead.
+    With `quiet`, a repository without any run raises _NoHistory instead of an error.
     """
     from selfcode.git.importer import import_all, runs_in_git
     from selfcode.git.store import GitStore
     from selfcode.history.db import HISTORY_FILE, History
 
+    store = GitStore(path)
     try:
-        store = GitStore(path)
-        try:
-            db = store.state_dir() / HISTORY_FILE
-            if not db.exists() and not runs_in_git(store):
-                if quiet:
-                    raise _NoHistory("no runs")
-                raise SelfcodeError("This repository has no selfcode runs yet; start one with "
-                                    "`selfcode improve`.")
-            with History(db) as history:
-                import_all(store, history)  # runs fetched from elsewhere, known only to git
-                yield store, history
-        finally:
-            store.close()
-    except _NoHistory:
-        raise
-    except SelfcodeError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+        db = store.state_dir() / HISTORY_FILE
+        if not db.exists() and not runs_in_git(store):
+            if quiet:
+                raise _NoHistory("no runs")
+            raise SelfcodeError("This repository has no selfcode runs yet; start one with "
+                                "`selfcode improve`.")
+        with History(db) as history:
+            import_all(store, history)  # runs fetched from elsewhere, known only to git
+            yield store, history
+    finally:
+        store.close()
 
 
 def _dump(data: Any) -> None:
@@ -74,24 +66,25 @@ def _dump(data: Any) -> None:
 @review_app.command()
 def runs(path: PathArg = Path("."), json_out: JsonOpt = False) -> None:
     """List the runs of a repository: date, target, goal, candidates, accepted, speedup, cost."""
-    from selfcode.history.views import load_run
-    from selfcode.report.console import runs_table
+    with errors():
+        from selfcode.history.views import load_run
+        from selfcode.report.console import runs_table
 
-    try:
-        with _repo(path, quiet=True) as (store, history):
-            views = [load_run(history, r.id, store) for r in history.runs()]
-    except _NoHistory:
-        views = []
-    if not views and not json_out:
-        err.print("No selfcode runs in this repository yet; start one with `selfcode improve`.",
-                  markup=False)
-        return
-    if json_out:
-        _dump([v.model_dump(exclude={"candidates"}) | {"candidates": len(v.candidates),
-                                                       "on_branch": len(v.on_branch)}
-               for v in views])
-    else:
-        out.print(runs_table(views))
+        try:
+            with _repo(path, quiet=True) as (store, history):
+                views = [load_run(history, r.id, store) for r in history.runs()]
+        except _NoHistory:
+            views = []
+        if not views and not json_out:
+            err.print("No selfcode runs in this repository yet; start one with "
+                      "`selfcode improve`.", markup=False)
+            return
+        if json_out:
+            _dump([v.model_dump(exclude={"candidates"}) | {"candidates": len(v.candidates),
+                                                           "on_branch": len(v.on_branch)}
+                   for v in views])
+        else:
+            out.print(runs_table(views))
 
 
 @review_app.command()
@@ -101,23 +94,20 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a run, or one candidate: diff, rationale, verdict, benchmarks, tests and cost."""
-    from selfcode.history.views import load_run, resolve_run, split_spec
-    from selfcode.report.console import print_candidate, print_run
+    with errors():
+        from selfcode.history.views import load_run, resolve_run, split_spec
+        from selfcode.report.console import print_candidate, print_run
 
-    with _repo(path) as (store, history):
-        run_spec, n = split_spec(spec) if "/" in spec else (spec, None)
-        try:
+        with _repo(path) as (store, history):
+            run_spec, n = split_spec(spec) if "/" in spec else (spec, None)
             view = load_run(history, resolve_run(history, run_spec), store)
             cand = view.candidate(n) if n is not None else None
-        except SelfcodeError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(2) from None
-    if json_out:
-        _dump(cand.model_dump() if cand else view.model_dump())
-    elif cand:
-        print_candidate(out, view, cand)
-    else:
-        print_run(out, view)
+        if json_out:
+            _dump(cand.model_dump() if cand else view.model_dump())
+        elif cand:
+            print_candidate(out, view, cand)
+        else:
+            print_run(out, view)
 
 
 @review_app.command()
@@ -137,13 +127,13 @@ def review(
     branch without it (no revert commits). Decisions are kept in the history and in the git
     notes. Without --approve/--reject, asks for each candidate on the terminal.
     """
-    from selfcode.config import load_settings
-    from selfcode.git.commits import git_config_of
-    from selfcode.git.review import apply_review, reviewer_name
-    from selfcode.history.views import load_run, resolve_run
+    with errors():
+        from selfcode.config import load_settings
+        from selfcode.git.commits import git_config_of
+        from selfcode.git.review import apply_review, reviewer_name
+        from selfcode.history.views import load_run, resolve_run
 
-    with _repo(path) as (store, history):
-        try:
+        with _repo(path) as (store, history):
             run_id = resolve_run(history, run)
             decisions = {n: "approved" for n in approve or []}
             decisions.update({n: "rejected" for n in reject or []})
@@ -151,9 +141,10 @@ def review(
                 decisions = _ask(load_run(history, run_id, store))
             outcome = apply_review(store, history, run_id, decisions, reviewer_name(store),
                                    git_config_of(load_settings(store.root)), note)
-        except SelfcodeError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(exc.exit_code) from None
+        _print_outcome(outcome, json_out)
+
+
+def _print_outcome(outcome: ReviewOutcome, json_out: bool) -> None:
     if json_out:
         _dump(outcome.model_dump())
         return
@@ -161,7 +152,8 @@ def review(
         err.print(f"candidate {n}: {decision}", highlight=False, markup=False)
     head = outcome.branch_head[:10] if outcome.branch_head else "?"
     err.print(f"{outcome.branch} {'rebuilt, now' if outcome.rebuilt else 'unchanged,'} at "
-              f"{head} with candidates {outcome.on_branch or 'none'}.", highlight=False)
+              f"{head} with candidates {outcome.on_branch or 'none'}.", highlight=False,
+              markup=False)
     for warning in outcome.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
@@ -201,22 +193,18 @@ def report(
         "--output", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """A self-contained report of a run: summary, candidates, diffs and benchmark plots."""
-    from selfcode.history.views import load_run, resolve_run
-    from selfcode.report.html import render_html
-    from selfcode.report.markdown import render_markdown
+    with errors():
+        from selfcode.history.views import load_run, resolve_run
+        from selfcode.report.html import render_html
+        from selfcode.report.markdown import render_markdown
 
-    if fmt not in ("md", "html"):
-        err.print(f"[bold red]error:[/] --format must be md or html, not {fmt!r}.")
-        raise typer.Exit(2)
-    with _repo(path) as (store, history):
-        try:
+        if fmt not in ("md", "html"):
+            raise SelfcodeError(f"--format must be md or html, not {fmt!r}.")
+        with _repo(path) as (store, history):
             view = load_run(history, resolve_run(history, run), store)
-        except SelfcodeError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(2) from None
-    text = render_html(view) if fmt == "html" else render_markdown(view)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, "utf-8")
-        err.print(f"Wrote {output}.", highlight=False)
+        text = render_html(view) if fmt == "html" else render_markdown(view)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, "utf-8")
+            err.print(f"Wrote {output}.", highlight=False, markup=False)

@@ -1,0 +1,126 @@
+"""What every command shares: the option types, and the one place errors are printed.
+
+Every command runs its work inside `errors()`, so a failure looks and exits the same whatever
+command hit it: an expected failure (`SelfcodeError`) is its own one sentence and its own
+exit code, Ctrl-C is 130, and anything else is reported as the bug it is, exit 1. Messages are
+printed as plain text, never as Rich markup: they quote config keys such as
+`[tool.selfcode.gate]` and user paths, which markup would eat or choke on.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+from typer.exceptions import TyperException
+
+from selfcode.errors import SelfcodeError
+
+err = Console(stderr=True)
+
+INTERRUPTED = "Interrupted."
+BUG_EXIT = 1
+INTERRUPT_EXIT = 130
+# Where a bug report goes when the installed metadata names no tracker.
+FALLBACK_TRACKER = "the issue tracker of selfcode's source repository"
+
+
+class JudgeMode(StrEnum):
+    """How candidates are judged; the verdict JSON keeps calling this field `goal`."""
+
+    speed = "speed"
+    fix = "fix"
+    metric = "metric"
+    auto = "auto"
+
+
+# Rich markup: `\\[` keeps the config table names visible in --help.
+JUDGES_HELP = """How candidates are judged (--judge; config \\[tool.selfcode.gate] judge, or
+SELFCODE_GATE_JUDGE):
+
+[bold]speed[/]: accepted when a benchmark gets faster by the gate's rule (instruction counts, or
+CPU time at p < alpha) with the same output, and every test that passed still passes; e.g. a
+sieve replacing trial division that makes bench_primes 3x faster.
+
+[bold]fix[/]: accepted when at least one failing test passes and none newly fails; e.g. the
+off-by-one a red test points at, corrected.
+
+[bold]metric[/]: accepted when the number printed by \\[tool.selfcode.gate] metric_command
+improves in metric_direction (max or min), tests still passing; e.g. `python tools/score.py`
+printing 12 where the baseline printed 10.
+
+[bold]auto[/] (the default): speed when the repository has benchmarks, fix otherwise.
+
+The verdict JSON keeps the field name `goal` for the judge mode it was judged by."""
+
+JUDGE_HELP = "How candidates are judged: speed, fix, metric or auto (see above)."
+
+PathArg = Annotated[Path, typer.Argument(help="A directory inside the target git repository.")]
+RunArg = Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or 'latest'.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+SandboxOpt = Annotated[
+    str | None,
+    typer.Option("--sandbox", help="docker (default, isolated) or local (no isolation!)."),
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Seconds each command in the sandbox may run.")
+]
+JudgeOpt = Annotated[
+    JudgeMode | None, typer.Option("--judge", case_sensitive=False, help=JUDGE_HELP)
+]
+
+
+def print_error(message: str) -> None:
+    """One error line on stderr; the message is never parsed as markup."""
+    err.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
+
+
+def _tracker() -> str:
+    try:
+        urls = metadata.metadata("selfcode").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("issues", "bug tracker", "tracker", "bugs"):
+            return str(url).strip()
+    return FALLBACK_TRACKER
+
+
+def bug_message(exc: BaseException) -> str:
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return (f"selfcode hit an unexpected error ({what}); this is a bug in selfcode, please "
+            f"report it with the command you ran to {_tracker()} (SELFCODE_DEBUG=1 prints "
+            "the traceback).")
+
+
+@contextmanager
+def errors(interrupted: str = INTERRUPTED) -> Iterator[None]:
+    """Every command's error path: one sentence on stderr and the matching exit code.
+
+    `interrupted` is what Ctrl-C prints: a run says what was kept, other commands just stop.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort, TyperException):
+        raise  # typer's own exits and usage errors already carry their code and message
+    except SelfcodeError as exc:
+        print_error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print(Text(interrupted, style="yellow"), highlight=False, soft_wrap=True)
+        raise typer.Exit(INTERRUPT_EXIT) from None
+    except Exception as exc:
+        if os.environ.get("SELFCODE_DEBUG"):
+            traceback.print_exc()
+        print_error(bug_message(exc))
+        raise typer.Exit(BUG_EXIT) from None
