@@ -92,6 +92,24 @@ class RunView(BaseModel):
         return [c for c in self.candidates if c.on_branch]
 
 
+def tests_cell(candidate: CandidateView, missing: str = "\u2013") -> str:
+    """The candidate's test counts as 'passed/failed/skipped'; `missing` (by default the
+    en dash the reports print for no value) if it was not tested."""
+    tests = candidate.verdict.tests if candidate.verdict else None
+    if tests is None:
+        return missing
+    return f"{tests.candidate.passed}/{tests.candidate.failed}/{tests.candidate.skipped}"
+
+
+def best_speedup(best: float | None, speedup: float | None) -> float | None:
+    """The best speedup so far once a candidate with `speedup` is on the branch.
+
+    One rule for the run's report, its summary and a resumed run's counters: a candidate
+    without a measured speedup leaves the best as it was.
+    """
+    return speedup if speedup and (best or 0) < speedup else best
+
+
 def resolve_run(history: History, spec: str) -> str:
     """A run id from 'latest', a full id or a unique prefix of one."""
     ids = [r.id for r in history.runs()]
@@ -169,6 +187,6 @@ def load_run(history: History, run_id: str, store: GitStore | None = None) -> Ru
         view.tokens += cand.usage.prompt_tokens + cand.usage.completion_tokens
         if cand.status == "accepted":
             view.accepted += 1
-        if cand.on_branch and cand.speedup and (view.best_speedup or 0) < cand.speedup:
-            view.best_speedup = cand.speedup
+        if cand.on_branch:
+            view.best_speedup = best_speedup(view.best_speedup, cand.speedup)
     return view

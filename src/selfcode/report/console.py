@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from selfcode.gate.verdict import Verdict
-from selfcode.history.views import CandidateView, RunView
+from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.report.markdown import headline, speed_cell, tests_sentence, usage_sentence
 from selfcode.report.plots import series_of, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
@@ -153,9 +153,7 @@ def print_run(console: Console, view: RunView) -> None:
     for column in ("#", "status", "change", "speed", "tests p/f/s", "review"):
         table.add_column(column, overflow="fold")
     for c in view.candidates:
-        v = c.verdict
-        tests = (f"{v.tests.candidate.passed}/{v.tests.candidate.failed}/"
-                 f"{v.tests.candidate.skipped}" if v and v.tests else "-")
+        tests = tests_cell(c, missing="-")
         style = _STATUS_STYLE.get(c.status, "")
         table.add_row(str(c.n), f"[{style}]{c.status}[/]", esc(c.title), speed_cell(c), tests,
                       c.review.decision if c.review else "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from selfcode.gate.verdict import Verdict
-from selfcode.history.views import CandidateView, RunView
+from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.report.markdown import headline, speed_cell, tests_sentence, usage_sentence
 from selfcode.report.plots import bench_svg, series_of
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
@@ -101,8 +101,7 @@ def render_html(view: RunView) -> str:
     rows = []
     for c in view.candidates:
         v = c.verdict
-        tests = (f"{v.tests.candidate.passed}/{v.tests.candidate.failed}/"
-                 f"{v.tests.candidate.skipped}" if v and v.tests else "–")
+        tests = tests_cell(c)
         link = f'<a href="#c{c.n}">{escape(c.title)}</a>' if c.on_branch else escape(c.title)
         rows.append(f'<tr><td>{c.n}</td><td class="{escape(c.status)}">{escape(c.status)}</td>'
                     f"<td>{link}</td><td>{escape(speed_cell(c))}</td><td>{tests}</td>"

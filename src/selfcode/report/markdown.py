@@ -8,7 +8,7 @@ correct (test counts against the baseline), and what it cost (tokens, money, tim
 from __future__ import annotations
 
 from selfcode.gate.verdict import Verdict
-from selfcode.history.views import CandidateView, RunView
+from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.report.plots import series_of, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
 
@@ -151,8 +151,7 @@ def _render(view: RunView, diff_budget: int) -> str:
            "|---|---|---|---|---|---|---|"]
     for c in view.candidates:
         v = c.verdict
-        tests = (f"{v.tests.candidate.passed}/{v.tests.candidate.failed}/"
-                 f"{v.tests.candidate.skipped}" if v and v.tests else "–")
+        tests = tests_cell(c)
         files = ", ".join(v.patch.files) if v and v.patch.files else "–"
         out.append(f"| {c.n} | {c.status} | {_cell(c.title)} | {speed_cell(c)} | {tests} | "
                    f"{_cell(files)} | {c.review.decision if c.review else ''} |")
