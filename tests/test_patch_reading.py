@@ -392,6 +392,10 @@ EARLY = [
      "passes: src/primes/__init__.py"),
     ("calc", "the calc speedup", section("src/calc/__init__.py", CALC_HUNK),
      "passes: src/calc/__init__.py"),
+    ("examples", "a deletion", "diff --git a/README.md b/README.md\ndeleted file mode 100644\n"
+     "--- a/README.md\n+++ /dev/null\n@@ -1,4 +0,0 @@\n" + "".join(
+         f"-{line}\n" for line in (EXAMPLES / "README.md").read_text().split("\n")[:4]),
+     "passes: README.md"),
     # Extended headers after ---/+++ (git reads them anywhere before the first hunk).
     ("examples", "a rename after +++ rewrites the tests",
      section("README.md", "rename from tests/test_primes.py\nrename to tests/test_primes.py\n"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from selfcode.errors import GitError
 from selfcode.gate.agreement import Readings, disagreement, git_paths
 from selfcode.gate.diffs import DiffFile
 from selfcode.gate.gitread import (
@@ -38,7 +39,8 @@ from selfcode.gate.probes import NewFile
 
 __all__ = ["APPLY_OPTIONS", "GitBaseline", "GitReading"]
 
-# The options Trees.apply gives `git apply` in the sandbox; the host reads with the same ones.
+# The options the sandbox gives `git apply` (sandbox/harness.py, cmd_apply, outside any
+# repository); the host reads with the same ones, so the two parse the patch alike.
 APPLY_OPTIONS = ("--whitespace=nowarn",)
 _CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.attributesFile=/dev/null",
            "-c", "core.fsmonitor=false", "-c", "core.quotePath=true", "-c", "gc.auto=0",
@@ -109,9 +111,15 @@ class GitBaseline:
             "GIT_ATTR_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0",
             "GIT_DIR": str(self._repo),
         }
-        self._run("init", "-q", "--bare", str(self._repo))
-        self._run("fast-import", "--quiet", "--done", data=fast_import_stream(tar) + b"done\n")
-        self._run("read-tree", _BRANCH, index=self._pristine)
+        try:
+            self._run("init", "-q", "--bare", str(self._repo))
+            self._run("fast-import", "--quiet", "--done",
+                      data=fast_import_stream(tar) + b"done\n")
+            self._run("read-tree", _BRANCH, index=self._pristine)
+        except (OSError, _GitFailed, subprocess.TimeoutExpired) as exc:
+            self.close()
+            raise GitError(f"git could not build the scratch copy of the baseline that every "
+                           f"patch is read against ({exc}); check that git works.") from exc
 
     def close(self) -> None:
         self._dir.cleanup()
@@ -165,8 +173,11 @@ class GitBaseline:
         wanted = [c for c in reading.changes if c.new_mode in ("100644", "100755")]
         if not wanted:
             return []
-        batch = self._run("cat-file", "--batch", data="".join(
-            f"{c.new_oid}\n" for c in wanted).encode())
+        try:
+            batch = self._run("cat-file", "--batch", data="".join(
+                f"{c.new_oid}\n" for c in wanted).encode())
+        except (OSError, _GitFailed, subprocess.TimeoutExpired):
+            return []  # the scan is advisory; the patch text is still scanned
         out, files, pos = batch.stdout, [], 0
         for change in wanted:
             header_end = out.index(b"\n", pos)
