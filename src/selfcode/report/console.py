@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, assert_never
 
 from rich import box
 from rich.console import Console
@@ -19,6 +19,7 @@ from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.report.markdown import headline, speed_cell, tests_sentence, usage_sentence
 from selfcode.report.plots import series_of, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
+from selfcode.run.events import EventKind
 
 _STATUS_STYLE = {"accepted": "bold green", "rejected": "red", "malformed": "yellow",
                  "unusable": "yellow", "abandoned": "dim"}
@@ -52,25 +53,30 @@ class ConsoleObserver:
         else:
             self.console.print(f"[dim]· {where}{esc(message)}[/]", highlight=False)
 
-    def event(self, kind: str, message: str, **data: Any) -> None:
+    def event(self, kind: EventKind, message: str, **data: Any) -> None:
         if "n" in data:
             self.n = int(data["n"])
-        if kind == "phase":
-            self._show_phase(message)
-        elif kind == "spend":
-            self.spend = f"spent {message}, {data.get('tokens', 0)} tokens"
-        elif kind == "repair":
-            first = message.strip().splitlines()[0] if message.strip() else message
-            self.console.print(f"  [yellow]↻ candidate {self.n}: reply unusable, asking for a "
-                               f"repair[/] [dim]({esc(first[:120])})[/]", highlight=False)
-        elif kind == "candidate":
-            self._print_candidate(message, data.get("reasons") or [], data.get("verdict"))
-        elif kind == "warning":
-            self.console.print(f"[bold yellow]warning:[/] {esc(message)}", highlight=False)
-        elif kind == "retry":
-            self.console.print(f"  [yellow]retrying:[/] {esc(message)}", highlight=False)
-        else:
-            self.console.print(message, highlight=False, markup=False)
+        # One case per kind, checked by assert_never: a new kind must say how it is shown.
+        match kind:
+            case "phase":
+                self._show_phase(message)
+            case "spend":
+                self.spend = f"spent {message}, {data.get('tokens', 0)} tokens"
+            case "repair":
+                first = message.strip().splitlines()[0] if message.strip() else message
+                self.console.print(f"  [yellow]↻ candidate {self.n}: reply unusable, asking "
+                                   f"for a repair[/] [dim]({esc(first[:120])})[/]",
+                                   highlight=False)
+            case "candidate":
+                self._print_candidate(message, data.get("reasons") or [], data.get("verdict"))
+            case "warning":
+                self.console.print(f"[bold yellow]warning:[/] {esc(message)}", highlight=False)
+            case "retry":
+                self.console.print(f"  [yellow]retrying:[/] {esc(message)}", highlight=False)
+            case "start" | "note":
+                self.console.print(message, highlight=False, markup=False)
+            case _:
+                assert_never(kind)
 
     def _print_candidate(self, status: str, reasons: list[str],
                          verdict: dict[str, Any] | None) -> None:

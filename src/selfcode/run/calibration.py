@@ -13,10 +13,11 @@ from pydantic import BaseModel
 
 from selfcode.config import Settings
 from selfcode.errors import ConfigError
-from selfcode.gate.judge import Judge, Observer, discover_benchmarks
+from selfcode.gate.judge import Judge, discover_benchmarks
 from selfcode.gate.measure import Calibration
 from selfcode.git.store import GitStore
 from selfcode.history.db import new_run_id
+from selfcode.run.events import Observer
 from selfcode.sandbox.factory import baseline_dependencies, open_sandbox
 from selfcode.sandbox.trees import Trees
 

@@ -17,7 +17,7 @@ from selfcode.git.store import GitStore
 from selfcode.history.db import HISTORY_FILE, History
 from selfcode.history.views import RunView, load_run
 from selfcode.report.markdown import headline, render_markdown
-from selfcode.run.loop import Observer
+from selfcode.run.events import Observer
 from selfcode.run.workflows import improve
 
 EXIT_IMPROVED, EXIT_NONE, EXIT_ERROR = 0, 3, 2
