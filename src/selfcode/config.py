@@ -162,11 +162,12 @@ def _file_config(repo: Path) -> tuple[dict[str, Any], str | None]:
     return {}, None
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override` on top; nested tables merge key by key, other values replace."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -177,9 +178,9 @@ def _expand_shorthands(raw: dict[str, Any]) -> dict[str, Any]:
     for key, value in raw.items():
         if key in _SHORTHANDS:
             section, field = _SHORTHANDS[key]
-            out = _deep_merge(out, {section: {field: value}})
+            out = deep_merge(out, {section: {field: value}})
         else:
-            out = _deep_merge(out, {key: value})
+            out = deep_merge(out, {key: value})
     return out
 
 
@@ -187,7 +188,7 @@ def _env_config(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (section, field) in _ENV_KEYS.items():
         if environ.get(name) or (name == "SELFCODE_GIT_ATTRIBUTION" and name in environ):
-            out = _deep_merge(out, {section: {field: environ[name]}})
+            out = deep_merge(out, {section: {field: environ[name]}})
     return out
 
 
@@ -245,7 +246,7 @@ def load_settings(
             Settings.model_validate(layer)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, source)) from exc
-        merged = _deep_merge(merged, layer)
+        merged = deep_merge(merged, layer)
     return Settings.model_validate(merged)
 
 
