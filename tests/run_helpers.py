@@ -116,6 +116,13 @@ class FakeJudge:
         self.quarantined: set[str] = set()
         self.seed = 0
 
+    def fork(self, sandbox: object, sandbox_start: float = 0.0) -> FakeJudge:
+        """The re-check's judge, as `Judge.fork`: same noise floor and quarantine."""
+        twin = FakeJudge()
+        twin.calibration = self.calibration
+        twin.quarantined = set(self.quarantined)
+        return twin
+
     def set_baseline(self, tar: bytes, runs: int = 1) -> None:
         pass
 

@@ -67,8 +67,8 @@ class Agent:
                                          tokens=self.tally.tokens)
         self.proposer = Proposer(
             settings=settings, llm=llm, worktree=worktree, history=history, run_id=run_id,
-            observer=observer, entry_points=entry_points, judge_goal=judge.goal,
-            benchmarks=sorted(judge.benchmarks), on_reply=self._charge)
+            observer=observer, entry_points=entry_points, judge=judge,
+            on_reply=self._charge)
 
     def run(self) -> str:
         """Iterate until a stop condition; returns the reason the run stopped."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from selfcode.config import Settings
 from selfcode.edits import choose_format, parse_and_apply, read_tree, render_diff
 from selfcode.errors import EditError
+from selfcode.gate.judge import Judge
 from selfcode.gate.protected import protected_violations
 from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
@@ -21,6 +22,7 @@ from selfcode.history.rows import Exchange
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
 from selfcode.prompt.context import Attempt, editable_sources, repo_map
 from selfcode.prompt.render import render
+from selfcode.prompt.rules import GateRules
 from selfcode.prompt.trim import PromptSections, trim_context
 from selfcode.run.events import Observer
 
@@ -34,11 +36,11 @@ class Proposal:
 
 class Proposer:
     def __init__(self, *, settings: Settings, llm: LLM, worktree: RunWorktree, history: History,
-                 run_id: str, observer: Observer, entry_points: list[str], judge_goal: str,
-                 benchmarks: list[str], on_reply: Callable[[Reply], None]) -> None:
+                 run_id: str, observer: Observer, entry_points: list[str], judge: Judge,
+                 on_reply: Callable[[Reply], None]) -> None:
         self.settings, self.llm, self.worktree = settings, llm, worktree
         self.history, self.run_id, self.observer = history, run_id, observer
-        self.entry_points, self.judge_goal, self.benchmarks = entry_points, judge_goal, benchmarks
+        self.entry_points, self.judge = entry_points, judge
         self.on_reply = on_reply
         self.edit_format = choose_format(settings.llm.model, settings.llm.edit_format,
                                          settings.llm.formats)
@@ -49,17 +51,22 @@ class Proposer:
                                    self.settings.agent.max_context_chars)
         return PromptSections(files=sources, attempts=attempts, repo_map=repo_map(root, files))
 
+    def rules(self) -> GateRules:
+        """How the judge will judge, read from it each time: the calibration settles which
+        metric each benchmark is judged by, and the model must be told that one."""
+        judge = self.judge
+        return GateRules.of(judge.config, judge.goal, judge.benchmarks, judge.calibration)
+
     def messages(self, sections: PromptSections[Attempt]) -> list[Message]:
-        gate = self.settings.gate
+        rules = self.rules()
         user = render(
-            "propose", goal=self.settings.agent.goal, judge_goal=self.judge_goal,
-            min_improvement_pct=round(gate.min_improvement * 100, 1), alpha=gate.alpha,
-            benchmarks=self.benchmarks, repo_map=sections.repo_map, files=sections.files,
-            readonly=protected_violations(sections.files, gate.protected),
+            "propose", goal=self.settings.agent.goal, rules=rules,
+            repo_map=sections.repo_map, files=sections.files,
+            readonly=protected_violations(sections.files, rules.protected),
             attempts=list(sections.attempts), files_omitted=sections.files_omitted,
         )
-        return [{"role": "system", "content": render("system", edit_format=self.edit_format)},
-                {"role": "user", "content": user}]
+        system = render("system", rules=rules, edit_format=self.edit_format)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def propose(self, n: int, attempts: list[Attempt],
                 between_turns: Callable[[], None]) -> Proposal:
