@@ -25,7 +25,7 @@ from selfcode.llm.client import (
 )
 from selfcode.prompt.context import Attempt
 from selfcode.prompt.trim import PromptSections, trim_context
-from selfcode.run.ledger import Budget
+from selfcode.run.ledger import Ledger
 from selfcode.testing import FakeClock, ScriptedLLM
 
 from openai_server import Answer, Fault, OpenAIServer
@@ -262,7 +262,7 @@ def reply(tokens: int, cost: float, priced: bool = True) -> Reply:
 
 def test_budget_says_which_cap_is_reached() -> None:
     clock = FakeClock()
-    budget = Budget(max_usd=0.10, max_tokens=1000, max_minutes=2, clock=clock)
+    budget = Ledger(max_usd=0.10, max_tokens=1000, max_minutes=2, clock=clock)
     budget.charge(reply(400, 0.04))
     assert budget.exceeded() is None
     budget.charge(reply(700, 0.04))
@@ -270,27 +270,42 @@ def test_budget_says_which_cap_is_reached() -> None:
     budget.charge(reply(0, 0.03))
     assert budget.exceeded() == "The budget of $0.10 is spent ($0.1100 used)."
     clock.advance(200)
-    only_time = Budget(max_minutes=2, clock=clock, started=clock() - 121)
+    only_time = Ledger(max_minutes=2, clock=clock, started=clock() - 121)
     assert only_time.exceeded() == "The time limit of 2 minutes is reached (2.0 minutes)."
 
 
 def test_budget_from_config_and_resumed_runs() -> None:
     clock = FakeClock()
     agent = AgentConfig(budget_usd=1.0, max_tokens_total=500, max_minutes=10)
-    budget = Budget.from_config(agent, spent_usd=0.5, tokens=400, elapsed_minutes=9.5,
-                                clock=clock)
+    budget = Ledger.from_config(agent, elapsed_minutes=9.5, clock=clock)
+    budget.charge(reply(400, 0.5))  # what the run had spent before it was resumed
     assert budget.exceeded() is None and budget.minutes == pytest.approx(9.5)
     clock.advance(31)
     assert budget.exceeded() is not None and "time limit of 10 minutes" in budget.exceeded()
-    assert Budget().exceeded() is None  # no caps, no limit
+    assert Ledger().exceeded() is None  # no caps, no limit
 
 
 def test_an_unpriced_model_makes_the_usd_cap_unenforceable_and_says_so() -> None:
-    budget = Budget(max_usd=1.0)
+    budget = Ledger(max_usd=1.0)
     budget.charge(reply(10, 0.0, priced=False))
     assert budget.exceeded() is None
     assert "cannot be enforced" in (budget.unenforced() or "")
-    assert Budget(max_tokens=5).unenforced() is None
+    assert Ledger(max_tokens=5).unenforced() is None
+
+
+def test_the_ledger_counts_candidates_by_status_and_keeps_the_best_speedup() -> None:
+    ledger = Ledger()
+    ledger.begin()
+    assert (ledger.candidates, ledger.accepted) == (1, 0)  # in flight, counted as proposed
+    ledger.settle("accepted", commit="c1", speedup=1.5)
+    ledger.begin()
+    ledger.settle("rejected")
+    ledger.begin()
+    ledger.settle("accepted", commit="c2", speedup=1.2)  # slower than the best: kept as it was
+    ledger.record("malformed")
+    assert ledger.statuses == {"proposed": 0, "accepted": 2, "rejected": 1, "malformed": 1}
+    assert (ledger.candidates, ledger.accepted, ledger.commits) == (4, 2, ["c1", "c2"])
+    assert ledger.best_speedup == 1.5
 
 
 def test_config_fields_and_environment() -> None:

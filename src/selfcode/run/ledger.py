@@ -1,10 +1,12 @@
-"""Run-wide caps on what a run may spend: USD, tokens and wall-clock minutes.
+"""A run's ledger: what it spent, what its candidates came to, and whether a cap is reached.
 
-A `Budget` is charged with every reply and asked, between steps, whether a cap is reached:
+One object counts the cost, tokens and unpriced replies, the candidates by status, the
+commits and the best speedup, so the loop, a resumed run and the summary read one set of
+numbers. It is charged with every reply and asked, between steps, whether a cap is reached:
 
-    budget = Budget.from_config(settings.agent)
-    budget.charge(reply)
-    reason = budget.exceeded()   # None, or one sentence saying which cap and by how much
+    ledger = Ledger.from_config(settings.agent)
+    ledger.charge(reply)
+    reason = ledger.exceeded()   # None, or one sentence saying which cap and by how much
 
 It keeps no global state and reads time only through the `clock` it is given.
 """
@@ -16,40 +18,47 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from selfcode.config import AgentConfig
-from selfcode.llm.client import Reply
+from selfcode.history.views import best_speedup
+from selfcode.llm import Reply
 
-__all__ = ["Budget"]
+__all__ = ["Ledger"]
 
 
 @dataclass
-class Budget:
+class Ledger:
     max_usd: float | None = None
     max_tokens: int | None = None  # prompt + completion tokens over the whole run
     max_minutes: float | None = None
-    spent_usd: float = 0.0
+    cost_usd: float = 0.0
     tokens: int = 0
     unpriced: bool = False  # some reply came from a model without a price: its cost is unknown
+    statuses: dict[str, int] = field(default_factory=dict)  # candidates by status
+    commits: list[str] = field(default_factory=list)  # the accepted candidates' commits
+    best_speedup: float | None = None
+    aa_sentinels: int = 0  # A/A checks: the unchanged code judged against itself
+    aa_false_accepts: int = 0  # how many of them the gate called faster
     elapsed_before: float = 0.0  # seconds spent before this process started (a resumed run)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-    started: float | None = None  # clock() when the budget was made, unless given
+    started: float | None = None  # clock() when the ledger was made, unless given
 
     def __post_init__(self) -> None:
         if self.started is None:
             self.started = self.clock()
 
     @classmethod
-    def from_config(cls, agent: AgentConfig, *, spent_usd: float = 0.0, tokens: int = 0,
-                    elapsed_minutes: float = 0.0,
-                    clock: Callable[[], float] = time.monotonic) -> Budget:
-        """The caps of `agent` (budget_usd, max_tokens_total, max_minutes), with what a resumed
-        run had already spent."""
+    def from_config(cls, agent: AgentConfig, *, elapsed_minutes: float = 0.0,
+                    clock: Callable[[], float] = time.monotonic) -> Ledger:
+        """The caps of `agent` (budget_usd, max_tokens_total, max_minutes); a resumed run
+        passes the minutes it had already run."""
         return cls(max_usd=agent.budget_usd, max_tokens=agent.max_tokens_total,
-                   max_minutes=agent.max_minutes, spent_usd=spent_usd, tokens=tokens,
-                   elapsed_before=elapsed_minutes * 60, clock=clock)
+                   max_minutes=agent.max_minutes, elapsed_before=elapsed_minutes * 60,
+                   clock=clock)
+
+    # -- spending ---------------------------------------------------------------------------
 
     def charge(self, reply: Reply) -> None:
         """Count one reply's cost and tokens."""
-        self.spent_usd += reply.cost_usd
+        self.cost_usd += reply.cost_usd
         self.tokens += reply.usage.total_tokens
         self.unpriced |= not reply.priced
 
@@ -61,9 +70,9 @@ class Budget:
 
     def exceeded(self) -> str | None:
         """One sentence naming the cap that is reached, or None while every cap holds."""
-        if self.max_usd is not None and self.spent_usd >= self.max_usd:
+        if self.max_usd is not None and self.cost_usd >= self.max_usd:
             return (f"The budget of ${self.max_usd:.2f} is spent "
-                    f"(${self.spent_usd:.4f} used).")
+                    f"(${self.cost_usd:.4f} used).")
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             return (f"The limit of {self.max_tokens:,} tokens is reached "
                     f"({self.tokens:,} used).")
@@ -81,3 +90,42 @@ class Budget:
                     "price in the table, so its cost counts as $0; add its price under "
                     "[tool.selfcode.llm] prices, or cap tokens with --max-tokens.")
         return None
+
+    # -- candidates -------------------------------------------------------------------------
+
+    @property
+    def candidates(self) -> int:
+        """Every candidate counted, the one in flight included."""
+        return sum(self.statuses.values())
+
+    @property
+    def accepted(self) -> int:
+        return self.statuses.get("accepted", 0)
+
+    def record(self, status: str, *, commit: str | None = None,
+               speedup: float | None = None) -> None:
+        """Count one candidate that ended with `status`; an accepted one brings its commit
+        and its speedup."""
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if commit:
+            self.commits.append(commit)
+        self.note_speedup(speedup)
+
+    def begin(self) -> None:
+        """A new candidate is in flight; it counts as proposed until `settle`."""
+        self.record("proposed")
+
+    def settle(self, status: str, *, commit: str | None = None,
+               speedup: float | None = None) -> None:
+        """The candidate in flight ended with `status`."""
+        self.statuses["proposed"] -= 1
+        self.record(status, commit=commit, speedup=speedup)
+
+    def note_speedup(self, speedup: float | None) -> None:
+        """Keep the best speedup of the run's commits, by the rule the run's report uses."""
+        self.best_speedup = best_speedup(self.best_speedup, speedup)
+
+    def sentinel(self, judged_faster: bool) -> None:
+        """Count one A/A sentinel, and whether the gate called the unchanged code faster."""
+        self.aa_sentinels += 1
+        self.aa_false_accepts += judged_faster

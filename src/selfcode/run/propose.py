@@ -11,20 +11,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from selfcode.config import Settings
 from selfcode.edits import choose_format, parse_and_apply, read_tree, render_diff
 from selfcode.errors import EditError
 from selfcode.gate.judge import Judge
 from selfcode.gate.protected import protected_violations
-from selfcode.git.worktree import RunWorktree
-from selfcode.history.db import History
 from selfcode.history.rows import Exchange
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
 from selfcode.prompt.context import Attempt, editable_sources, repo_map
 from selfcode.prompt.render import render
 from selfcode.prompt.rules import GateRules
 from selfcode.prompt.trim import PromptSections, trim_context
-from selfcode.run.events import Observer
+from selfcode.run.context import Run
 
 
 @dataclass
@@ -35,15 +32,16 @@ class Proposal:
 
 
 class Proposer:
-    def __init__(self, *, settings: Settings, llm: LLM, worktree: RunWorktree, history: History,
-                 run_id: str, observer: Observer, entry_points: list[str], judge: Judge,
-                 on_reply: Callable[[Reply], None]) -> None:
-        self.settings, self.llm, self.worktree = settings, llm, worktree
-        self.history, self.run_id, self.observer = history, run_id, observer
+    def __init__(self, run: Run, llm: LLM, *, entry_points: list[str], judge: Judge) -> None:
+        """Asks `llm` for candidates of `run`; every reply is charged to the run's ledger.
+
+        `entry_points` are the files the prompt shows first; `judge` is what the prompt's
+        rules are read from (its configuration and calibration)."""
+        self.ctx, self.llm = run, llm
+        self.settings, self.worktree = run.settings, run.worktree
         self.entry_points, self.judge = entry_points, judge
-        self.on_reply = on_reply
-        self.edit_format = choose_format(settings.llm.model, settings.llm.edit_format,
-                                         settings.llm.formats)
+        self.edit_format = choose_format(self.settings.llm.model, self.settings.llm.edit_format,
+                                         self.settings.llm.formats)
 
     def sections(self, attempts: list[Attempt]) -> PromptSections[Attempt]:
         root, files = self.worktree.path, self.worktree.list_files()
@@ -79,8 +77,8 @@ class Proposer:
             try:
                 reply = self._ask(n, turn, messages)
             except ContextLengthError as exc:
-                self.observer.event("warning", f"The prompt is too long for the model; trimming "
-                                    f"it to {exc.factor:.0%} and asking again.")
+                self.ctx.observer.event("warning", f"The prompt is too long for the model; "
+                                        f"trimming it to {exc.factor:.0%} and asking again.")
                 sections = trim_context(sections, exc.factor)
                 messages = self.messages(sections)
                 reply = self._ask(n, turn, messages)
@@ -92,8 +90,8 @@ class Proposer:
                 return Proposal(rationale=rationale, diff=render_diff(old, new))
             except EditError as exc:
                 error = str(exc)
-                self.history.add_event(self.run_id, "edit-error", error, candidate_n=n)
-                self.observer.event("repair", error, n=n, turn=turn)
+                self.ctx.history.add_event(self.ctx.run_id, "edit-error", error, candidate_n=n)
+                self.ctx.observer.event("repair", error, n=n, turn=turn)
                 messages = [*messages, {"role": "assistant", "content": reply.text},
                             {"role": "user", "content": render(
                                 "repair", error=error, edit_format=self.edit_format)}]
@@ -104,15 +102,15 @@ class Proposer:
         try:
             reply = self.llm.complete(messages)
         except Exception as exc:
-            self.history.add_exchange(Exchange(
-                run_id=self.run_id, candidate_n=n, turn=turn, model=self.llm.model,
+            self.ctx.history.add_exchange(Exchange(
+                run_id=self.ctx.run_id, candidate_n=n, turn=turn, model=self.llm.model,
                 messages=messages, reply="", prompt_tokens=0, completion_tokens=0,
                 cost_usd=0.0, latency_s=time.perf_counter() - started, error=str(exc)))
             raise
-        self.history.add_exchange(Exchange(
-            run_id=self.run_id, candidate_n=n, turn=turn, model=reply.model, messages=messages,
+        self.ctx.history.add_exchange(Exchange(
+            run_id=self.ctx.run_id, candidate_n=n, turn=turn, model=reply.model, messages=messages,
             reply=reply.text, prompt_tokens=reply.usage.prompt_tokens,
             completion_tokens=reply.usage.completion_tokens, cost_usd=reply.cost_usd,
             latency_s=reply.latency_s))
-        self.on_reply(reply)
+        self.ctx.charge(reply)
         return reply

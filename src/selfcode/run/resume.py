@@ -2,7 +2,8 @@
 
 Everything a run does is recorded before its next step (invariant 5), so after a crash the
 history plus the run's branch say exactly where it stopped. `reconcile` settles the one
-candidate that was in flight; `restore_tally` gives the loop back its counters.
+candidate that was in flight; `restore_ledger` and `restore_attempts` give the loop back its
+counts and its memory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
 from selfcode.history.rows import CandidateRow
 from selfcode.prompt.context import Attempt
-from selfcode.run.loop import Tally
+from selfcode.run.ledger import Ledger
+from selfcode.run.loop import attempt
 
 
 class RunSummary(BaseModel):
@@ -48,27 +50,29 @@ def _verdict(row: CandidateRow) -> Verdict | None:
     return Verdict.model_validate(row.verdict) if row.verdict else None
 
 
-def restore_tally(history: History, run_id: str) -> Tally:
-    """The loop's counters and the attempts the model is shown, as recorded so far."""
-    tally = Tally()
-    usage = history.candidate_usage(run_id)
-    tally.cost_usd = history.total_cost(run_id)
-    tally.tokens = sum(u.prompt_tokens + u.completion_tokens for u in usage.values())
+def restore_ledger(history: History, run_id: str, ledger: Ledger | None = None) -> Ledger:
+    """The run's spend and candidates as recorded so far, counted into `ledger` (its caps,
+    clock, unpriced flag and A/A counts stay as they are) or into a new one without caps."""
+    ledger = Ledger() if ledger is None else ledger
+    ledger.cost_usd = history.total_cost(run_id)
+    ledger.tokens = sum(u.prompt_tokens + u.completion_tokens
+                        for u in history.candidate_usage(run_id).values())
+    ledger.statuses, ledger.commits, ledger.best_speedup = {}, [], None
     for row in history.candidates(run_id):
-        tally.candidates += 1
+        commit = row.commit_sha if row.status == "accepted" else None
+        verdict = _verdict(row) if commit else None
+        ledger.record(row.status, commit=commit, speedup=verdict.speedup() if verdict else None)
+    return ledger
+
+
+def restore_attempts(history: History, run_id: str) -> list[Attempt]:
+    """The attempts the model is shown, as recorded so far."""
+    attempts = []
+    for row in history.candidates(run_id):
         verdict = _verdict(row)
-        if row.status == "accepted" and row.commit_sha:
-            tally.accepted += 1
-            tally.commits.append(row.commit_sha)
-            speedup = verdict.speedup() if verdict else None
-            if speedup and (tally.best_speedup or 0) < speedup:
-                tally.best_speedup = speedup
-        rationale = (row.rationale or "").strip()
-        summary = rationale.splitlines()[0][:200] if rationale else "(no rationale)"
-        reasons = verdict.reasons if verdict else []
-        tally.attempts.append(Attempt(n=row.n, summary=summary, status=row.status,
-                                      reasons=reasons))
-    return tally
+        attempts.append(attempt(row.n, row.rationale, row.status,
+                                verdict.reasons if verdict else []))
+    return attempts
 
 
 def next_number(history: History, run_id: str) -> int:
@@ -130,18 +134,19 @@ def _kept(store: GitStore, run_id: str, n: int, recorded: str | None) -> bool:
 
 
 def summarize(history: History, run_id: str, status: str, stop: str, wall_s: float,
-              tally: Tally | None = None) -> RunSummary:
+              ledger: Ledger | None = None) -> RunSummary:
+    """The run's summary, from `ledger` or else from what the history recorded."""
     run = history.run(run_id)
     if run is None:
         raise KeyError(run_id)
-    tally = tally or restore_tally(history, run_id)
+    ledger = restore_ledger(history, run_id) if ledger is None else ledger
     return RunSummary(
         run_id=run_id, repo=run.repo, branch=run.branch, base_commit=run.base_commit,
         sandbox=run.sandbox, goal=run.goal, status=status, stop_reason=stop,
-        candidates=tally.candidates, accepted=tally.accepted, commits=tally.commits,
-        best_speedup=tally.best_speedup, cost_usd=tally.cost_usd,
-        cost_known=not tally.unpriced, tokens=tally.tokens, wall_s=round(wall_s, 2),
-        aa_sentinels=tally.aa_sentinels, aa_false_accepts=tally.aa_false_accepts,
+        candidates=ledger.candidates, accepted=ledger.accepted, commits=list(ledger.commits),
+        best_speedup=ledger.best_speedup, cost_usd=ledger.cost_usd,
+        cost_known=not ledger.unpriced, tokens=ledger.tokens, wall_s=round(wall_s, 2),
+        aa_sentinels=ledger.aa_sentinels, aa_false_accepts=ledger.aa_false_accepts,
     )
 
 

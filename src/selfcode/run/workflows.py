@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from selfcode.config import Settings, load_settings, upgrade_stored
+from selfcode.config import Settings, deep_merge, load_settings, upgrade_stored
 from selfcode.errors import SelfcodeError
 from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
 from selfcode.gate.verdict import Verdict
@@ -29,20 +29,28 @@ from selfcode.git.store import GitStore
 from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import HISTORY_FILE, History, new_run_id
 from selfcode.llm import LLM, make_llm
+from selfcode.prompt.context import Attempt
 from selfcode.resources import examples_dir
-from selfcode.run.events import RecordingObserver
-from selfcode.run.loop import Agent, Observer, Tally
+from selfcode.run.context import Run
+from selfcode.run.events import Observer, RecordingObserver
+from selfcode.run.ledger import Ledger
+from selfcode.run.loop import Agent
+from selfcode.run.propose import Proposer
 from selfcode.run.resume import (
     RunSummary,
     next_number,
     reconcile,
-    restore_tally,
+    restore_attempts,
+    restore_ledger,
     summarize,
     sweep_dead_runs,
 )
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.factory import baseline_dependencies, open_sandbox
 from selfcode.sandbox.trees import Trees
+
+if TYPE_CHECKING:
+    from selfcode.sandbox.deps import DependencySet
 
 DEMO_REPLAY = "demo-replies.jsonl"
 
@@ -88,24 +96,44 @@ def improve(path: Path, settings: Settings, observer: Observer, llm: LLM | None 
             for dead in sweep_dead_runs(store, history, archive_for, keep=resume):
                 observer.event("note", f"Run {dead} had died; it is now marked interrupted "
                                        f"(continue it with --resume {dead}).")
-            return _run(store, history, archive_for(run_id), settings, llm,
-                        RecordingObserver(observer, history, run_id), resume, started)
+            opened = _open(store, history, archive_for(run_id), settings,
+                           RecordingObserver(observer, history, run_id), resume)
+            return _run(opened, llm, resume, started)
         finally:
             history.close()
 
 
-def _open(store: GitStore, history: History, archive: Archive, settings: Settings, llm: LLM,
-          observer: Observer, resume: str | None) -> tuple[RunWorktree, int, Tally, float]:
-    """The run's worktree, the next candidate number, the counters and the time spent so far."""
+class Opened(NamedTuple):
+    """A run ready for its loop: the next candidate's number, the attempts the model has
+    been shown, and the seconds the run had taken before (1, none and 0 for a new run)."""
+
+    run: Run
+    start: int
+    attempts: list[Attempt]
+    wall_before: float
+
+
+def _open(store: GitStore, history: History, archive: Archive, settings: Settings,
+          observer: Observer, resume: str | None) -> Opened:
+    """Start run `archive.run_id` on a new branch and worktree, or reopen run `resume`."""
+    if resume is not None:
+        return _reopen(store, history, archive, settings, observer)
     run_id = archive.run_id
-    if resume is None:
-        worktree = store.create_run(run_id)
-        history.start_run(run_id, str(store.root), worktree.head(), worktree.branch,
-                          settings.agent.goal, llm.model, settings.sandbox.backend)
-        history.set_run_settings(run_id, settings.model_dump(mode="json"))
-        observer.event("start", f"run {run_id} on branch {worktree.branch}", run_id=run_id,
-                       branch=worktree.branch)
-        return worktree, 1, Tally(), 0.0
+    worktree = store.create_run(run_id)
+    history.start_run(run_id, str(store.root), worktree.head(), worktree.branch,
+                      settings.agent.goal, archive.model, settings.sandbox.backend)
+    history.set_run_settings(run_id, settings.model_dump(mode="json"))
+    observer.event("start", f"run {run_id} on branch {worktree.branch}", run_id=run_id,
+                   branch=worktree.branch)
+    ledger = Ledger.from_config(settings.agent)
+    return Opened(Run(settings, store, history, archive, worktree, observer, ledger), 1, [],
+                  0.0)
+
+
+def _reopen(store: GitStore, history: History, archive: Archive, settings: Settings,
+            observer: Observer) -> Opened:
+    """Settle what the interrupted run left in flight and give it back its counts."""
+    run_id = archive.run_id
     previous = history.run(run_id)
     if previous is None:
         raise SelfcodeError(f"There is no run {run_id} in this repository's history; "
@@ -121,63 +149,67 @@ def _open(store: GitStore, history: History, archive: Archive, settings: Setting
     observer.event("start", f"resuming run {run_id} on branch {worktree.branch} at candidate "
                             f"{start}", run_id=run_id, branch=worktree.branch)
     wall = float((previous.summary or {}).get("wall_s") or 0.0)
-    return worktree, start, restore_tally(history, run_id), wall
+    # The time cap counts the minutes the run had already taken.
+    ledger = restore_ledger(history, run_id,
+                            Ledger.from_config(settings.agent, elapsed_minutes=wall / 60))
+    run = Run(settings, store, history, archive, worktree, observer, ledger)
+    return Opened(run, start, restore_attempts(history, run_id), wall)
 
 
-def _run(store: GitStore, history: History, archive: Archive, settings: Settings, llm: LLM,
-         observer: Observer, resume: str | None, started: float) -> RunSummary:
-    run_id = archive.run_id
-    worktree, start, tally, wall_before = _open(store, history, archive, settings, llm,
-                                                observer, resume)
-    state = store.state_dir()
+def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSummary:
+    run = opened.run
     # Read from the base commit's objects once, and reused by every sandbox of the run, the
     # re-check's too: the host never reads dependency declarations a candidate wrote.
-    deps = baseline_dependencies(settings.sandbox, store, _base_commit(store, worktree, resume))
-    sandbox: Sandbox | None = None
-    agent: Agent | None = None
+    deps = baseline_dependencies(run.settings.sandbox, run.store,
+                                 _base_commit(run.store, run.worktree, resume))
     status, stop = "failed", "error"
     try:
         t0 = time.perf_counter()
-        sandbox = open_sandbox(settings.sandbox, state, run_id, deps, observer)
-        files = worktree.list_files()
-        judge = _judge_in(sandbox, settings, files, t0, observer)
-        judge.set_baseline(worktree.tracked_tar(), runs=settings.gate.flaky_runs)
-        describe_judging(judge, judge.calibrate(), observer)
-
-        def recheck(parent_tar: bytes, diff: str) -> Verdict:
-            t1 = time.perf_counter()
-            with open_sandbox(settings.sandbox, state, run_id, deps, observer,
-                              quiet=True) as fresh:
-                fresh_judge = judge.fork(fresh, time.perf_counter() - t1)
-                fresh_judge.set_baseline(parent_tar)
-                return fresh_judge.judge(diff)
-
-        entry_points = [f for b in judge.benchmarks.values() for f in b[1:2]] or [
-            f for f in files if f.endswith(".py") and "test" in f]
-        agent = Agent(settings=settings, llm=llm, judge=judge, worktree=worktree,
-                      history=history, run_id=run_id, observer=observer, recheck=recheck,
-                      entry_points=entry_points, archive=archive, start=start, tally=tally)
-        stop = agent.run()
+        with open_sandbox(run.settings.sandbox, run.store.state_dir(), run.run_id, deps,
+                          run.observer) as sandbox:
+            stop = _agent(opened, llm, sandbox, deps, t0).run()
         status = "finished"
     except KeyboardInterrupt:
         status, stop = "interrupted", "interrupted; the current candidate was discarded"
         with contextlib.suppress(Exception):
-            reconcile(store, history, archive, run_id, None, finish_commits=False)
-            if agent is not None:
-                agent.tally = restore_tally(history, run_id)
+            reconcile(run.store, run.history, run.archive, run.run_id, None,
+                      finish_commits=False)
+            restore_ledger(run.history, run.run_id, run.ledger)  # the settled statuses
         raise
     except SelfcodeError as exc:
         stop = str(exc)
         raise
     finally:
-        if sandbox is not None:
-            sandbox.close()
-        summary = summarize(history, run_id, status, stop,
-                            wall_before + time.perf_counter() - started,
-                            agent.tally if agent else tally)
-        history.finish_run(run_id, status, summary.model_dump())
-        worktree.remove()
+        summary = summarize(run.history, run.run_id, status, stop,
+                            opened.wall_before + time.perf_counter() - started, run.ledger)
+        run.history.finish_run(run.run_id, status, summary.model_dump())
+        run.worktree.remove()
     return summary
+
+
+def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | None,
+           t0: float) -> Agent:
+    """The loop for `opened`, its judge calibrated in `sandbox` (opened at `t0`)."""
+    run = opened.run
+    settings, observer = run.settings, run.observer
+    files = run.worktree.list_files()
+    judge = _judge_in(sandbox, settings, files, t0, observer)
+    judge.set_baseline(run.worktree.tracked_tar(), runs=settings.gate.flaky_runs)
+    describe_judging(judge, judge.calibrate(), observer)
+
+    def recheck(parent_tar: bytes, diff: str) -> Verdict:
+        t1 = time.perf_counter()
+        with open_sandbox(settings.sandbox, run.store.state_dir(), run.run_id, deps, observer,
+                          quiet=True) as fresh:
+            fresh_judge = judge.fork(fresh, time.perf_counter() - t1)
+            fresh_judge.set_baseline(parent_tar)
+            return fresh_judge.judge(diff)
+
+    entry_points = [f for b in judge.benchmarks.values() for f in b[1:2]] or [
+        f for f in files if f.endswith(".py") and "test" in f]
+    proposer = Proposer(run, llm, entry_points=entry_points, judge=judge)
+    return Agent(run, judge=judge, proposer=proposer, recheck=recheck, start=opened.start,
+                 attempts=opened.attempts)
 
 
 def _base_commit(store: GitStore, worktree: RunWorktree, resume: str | None) -> str:
@@ -198,15 +230,7 @@ def resume_settings(path: Path, run_id: str, overrides: dict[str, Any]) -> Setti
         stored = history.run_settings(run_id)
     if stored is None:
         return load_settings(store.root, overrides)
-    return Settings.model_validate(_merge(upgrade_stored(stored), overrides))
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        out[key] = (_merge(out[key], value) if isinstance(value, dict)
-                    and isinstance(out.get(key), dict) else value)
-    return out
+    return Settings.model_validate(deep_merge(upgrade_stored(stored), overrides))
 
 
 @contextlib.contextmanager
