@@ -4,6 +4,10 @@
 (git archive, review, reports, CI files): it accepts a diff that contains the marker
 `# fast`, with deterministic benchmark samples, and needs no sandbox. Tests about the gate's
 own phases (applying, testing) use the real local sandbox instead.
+
+`isolated_run` is the setup of every test that runs `selfcode improve` with it (import it, and
+it applies to the whole module), `improve` is that run, and `improved_target` a new target
+after one.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from typer.testing import CliRunner
 
+from selfcode.cli.app import app
 from selfcode.gate.verdict import BenchVerdict, PatchSummary, TestCounts, TestsVerdict, Verdict
 
 from repos import GIT_ENV_ARGS
@@ -171,3 +177,35 @@ def use_fake_judge(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workflows, "open_sandbox", lambda *a, **k: _NoSandbox())
     monkeypatch.setattr(workflows, "_judge_in", lambda *a, **k: FakeJudge())
     monkeypatch.setattr(workflows, "describe_judging", lambda *a, **k: None)
+
+
+@pytest.fixture(autouse=True)
+def isolated_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The stand-in judge, and nothing of the machine or the caller that could change a run:
+    no global or system git configuration, no SELFCODE_* or GIT_* variable.
+
+    An autouse fixture: a test module that imports it has it for every test.
+    """
+    use_fake_judge(monkeypatch)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("SELFCODE_HOME", "SELFCODE_GIT_AUTHOR", "SELFCODE_GIT_HOOKS", "GIT_DIR",
+                "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def improve(repo: Path, replay: Path, *extra: str) -> dict[str, Any]:
+    """`selfcode improve --json` on `repo` with the replies of `replay`, in the local sandbox;
+    the run's summary. The run must succeed."""
+    result = CliRunner().invoke(app, ["improve", str(repo), "--replay", str(replay),
+                                      "--sandbox", "local", "--json", *extra])
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def improved_target(root: Path, *replies: str) -> tuple[Path, dict[str, Any]]:
+    """A new target under `root` after a run of one candidate per reply: (repo, summary)."""
+    repo = make_target(root / "target")
+    replay = write_replay(root / "r.jsonl", *replies)
+    return repo, improve(repo, replay, "--iterations", str(len(replies)))

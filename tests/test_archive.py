@@ -21,30 +21,14 @@ from run_helpers import (
     REPLY_EVENS,
     REPLY_SQUARES,
     git,
+    improve,
+    isolated_run,  # noqa: F401 (an autouse fixture: importing it is using it)
     make_target,
     snapshot,
-    use_fake_judge,
     write_replay,
 )
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    use_fake_judge(monkeypatch)
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for var in ("SELFCODE_HOME", "SELFCODE_GIT_AUTHOR", "SELFCODE_GIT_HOOKS", "GIT_DIR",
-                "GIT_WORK_TREE", "GIT_INDEX_FILE"):
-        monkeypatch.delenv(var, raising=False)
-
-
-def improve(repo: Path, replay: Path, *extra: str) -> dict:
-    result = runner.invoke(app, ["improve", str(repo), "--replay", str(replay), "--sandbox",
-                                 "local", "--json", *extra])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def trailers(repo: Path, rev: str) -> dict[str, list[str]]:

@@ -25,29 +25,19 @@ from run_helpers import (
     REPLY_BAD_EVENS,
     REPLY_EVENS,
     REPLY_SQUARES,
+    improved_target,
+    isolated_run,  # noqa: F401 (an autouse fixture: importing it is using it)
     make_target,
-    use_fake_judge,
     write_replay,
 )
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    use_fake_judge(monkeypatch)
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.delenv("SELFCODE_HOME", raising=False)
-
-
 @pytest.fixture
 def run3(tmp_path: Path) -> tuple[Path, str]:
-    repo = make_target(tmp_path / "target")
-    replay = write_replay(tmp_path / "r.jsonl", REPLY_SQUARES, REPLY_BAD_EVENS, REPLY_EVENS)
-    result = runner.invoke(app, ["improve", str(repo), "--replay", str(replay), "--sandbox",
-                                 "local", "--iterations", "3", "--json"])
-    assert result.exit_code == 0, result.output
-    return repo, json.loads(result.stdout)["run_id"]
+    repo, summary = improved_target(tmp_path, REPLY_SQUARES, REPLY_BAD_EVENS, REPLY_EVENS)
+    return repo, summary["run_id"]
 
 
 def report(repo: Path, run: str, fmt: str) -> str:

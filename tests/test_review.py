@@ -17,34 +17,21 @@ from run_helpers import (
     REPLY_SQUARES,
     REPLY_SQUARES_AGAIN,
     git,
+    improved_target,
+    isolated_run,  # noqa: F401 (an autouse fixture: importing it is using it)
     make_target,
     snapshot,
-    use_fake_judge,
     write_replay,
 )
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    use_fake_judge(monkeypatch)
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global-gitconfig"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for var in ("SELFCODE_HOME", "SELFCODE_GIT_AUTHOR", "SELFCODE_GIT_HOOKS"):
-        monkeypatch.delenv(var, raising=False)
-
-
 @pytest.fixture
 def run4(tmp_path: Path) -> tuple[Path, dict]:
     """A run of four candidates: 1 and 3 independent wins, 2 rejected, 4 builds on 1."""
-    repo = make_target(tmp_path / "target")
-    replay = write_replay(tmp_path / "r.jsonl", REPLY_SQUARES, REPLY_BAD_EVENS, REPLY_EVENS,
-                          REPLY_SQUARES_AGAIN)
-    result = runner.invoke(app, ["improve", str(repo), "--replay", str(replay), "--sandbox",
-                                 "local", "--iterations", "4", "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    repo, summary = improved_target(tmp_path, REPLY_SQUARES, REPLY_BAD_EVENS, REPLY_EVENS,
+                                    REPLY_SQUARES_AGAIN)
     assert summary["accepted"] == 3
     return repo, summary
 
