@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from selfcode.cli.app import app
+from selfcode.gate.config import GateConfig
 from selfcode.gate.verdict import BenchVerdict, PatchSummary, TestCounts, TestsVerdict, Verdict
 
 from repos import GIT_ENV_ARGS
@@ -118,6 +119,7 @@ class FakeJudge:
     benchmarks: ClassVar[dict[str, list[str]]] = {"work": ["python", "benchmarks/bench_work.py"]}
 
     def __init__(self) -> None:
+        self.config = GateConfig()  # the prompt states the gate's rules from it
         self.calibration: Any = None
         self.quarantined: set[str] = set()
         self.seed = 0
