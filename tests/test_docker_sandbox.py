@@ -22,12 +22,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from selfcode.errors import SandboxError
+from selfcode.errors import SandboxBroken, SandboxError
 from selfcode.sandbox import execution as docker_backend
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.container import LABEL_HOST, LABEL_PID, LABEL_RUN
 from selfcode.sandbox.deps import DependencySet, dependencies_from_files
 from selfcode.sandbox.docker import DockerSandbox, cleanup_dead_runs, docker_available
+from selfcode.sandbox.engine import container_error
 from selfcode.sandbox.execution import KILL_AFTER, MAX_OUTPUT
 from selfcode.sandbox.image import build_image, image_tag
 
@@ -427,6 +428,55 @@ def test_engine_gone_mid_run_is_a_clear_error(sandbox: DockerSandbox) -> None:
             sandbox.exec(["true"], timeout=5)
     finally:
         sandbox.client = real
+
+
+def test_a_quiet_command_is_judged_by_its_timeout_not_the_clients_read_timeout(
+    sandbox_image: str,
+) -> None:
+    """70 s without a byte of output, with the engine client selfcode really uses (its socket
+    read timeout is 60 s): the command's own 90 s timeout decides, and it finishes."""
+    run_id = f"test-quiet-{os.getpid()}"
+    with DockerSandbox.start(TEST_CONFIG, sandbox_image, run_id, HARNESS_DIR) as box:
+        assert box.client.api.timeout == 60
+        result = box.exec(["sh", "-c", "sleep 70; echo done"], timeout=90)
+    assert result.ok and result.stdout == b"done\n", result
+    assert not result.timed_out and 70 <= result.duration < 90
+
+
+def test_init_killed_during_a_command_is_a_broken_sandbox(
+    sandbox: DockerSandbox, docker_client: docker.DockerClient
+) -> None:
+    """The container's PID 1 dies mid-command while the engine answers: `SandboxBroken` (the
+    candidate is rejected, the sandbox replaced), never the engine's error, never a result."""
+    killer = threading.Timer(1.0, docker_client.api.kill, args=(sandbox.container_id,))
+    killer.start()
+    try:
+        with pytest.raises(SandboxBroken, match="stopped unexpectedly") as caught:
+            sandbox.exec(["sleep", "30"], timeout=60)
+    finally:
+        killer.cancel()
+    assert "Docker engine" not in str(caught.value) and "\n" not in str(caught.value)
+    assert docker_available() is None
+    with pytest.raises(SandboxBroken, match="unusable"):
+        sandbox.exec(["true"], timeout=5)
+
+
+def test_a_dead_engine_is_the_engines_error_not_a_broken_sandbox(sandbox: DockerSandbox) -> None:
+    dead = docker.DockerClient(base_url="unix:///nonexistent-selfcode.sock", version="1.41",
+                               timeout=5)
+    real, sandbox.client = sandbox.client, dead
+    try:
+        with pytest.raises(SandboxError, match="Docker engine stopped answering") as caught:
+            sandbox.exec(["true"], timeout=5)
+        assert not isinstance(caught.value, SandboxBroken)
+        # The output stream broke and the engine cannot say why: still the engine's error.
+        error, why = container_error(dead, sandbox.container_id, sandbox.name,
+                                     ConnectionResetError("stream closed"))
+        assert not isinstance(error, SandboxBroken) and why is None
+        assert "Docker engine stopped answering" in str(error)
+    finally:
+        sandbox.client = real
+    assert sandbox.exec(["true"], timeout=5).ok
 
 
 # --- leftovers, availability, the image --------------------------------------------------------

@@ -30,6 +30,15 @@ class SandboxError(SelfcodeError):
     """The sandbox could not be started or used (no engine, image build failed, engine died)."""
 
 
+class SandboxBroken(SandboxError):
+    """The sandbox stopped working during a command while the engine still answers: its
+    container died or was killed (the watchdog, the OOM killer), or it cannot run a command.
+
+    What ran in it caused this, so the judge rejects the candidate with this message and the
+    caller replaces the sandbox; only a plain `SandboxError` (engine, image) stops a run.
+    """
+
+
 class GitError(SelfcodeError):
     """The target is not a usable git repository, or a git operation failed."""
 

@@ -48,7 +48,7 @@ import requests.exceptions
 from docker.types import LogConfig, Ulimit
 
 from selfcode.config import SandboxConfig
-from selfcode.errors import SandboxError
+from selfcode.errors import SandboxBroken, SandboxError
 from selfcode.processes import owner_alive, process_start
 from selfcode.sandbox.base import ExecResult
 from selfcode.sandbox.engine import docker_client, engine_error, short_error
@@ -275,7 +275,7 @@ class DockerSandbox(ContainerExec):
     def _check_usable(self) -> None:
         self._check_open()
         if self._dead:
-            raise SandboxError(
+            raise SandboxBroken(
                 f"The sandbox is unusable: {self._dead}; start a new sandbox and load the "
                 "trees again."
             )

@@ -3,19 +3,21 @@
 Every module of the docker backend turns an engine failure into a `SandboxError` through
 `engine_error` (the engine itself failed or went away) and `short_error` (the first line of what
 the engine said), so the user reads the same sentence whichever step the engine failed in.
+`container_error` tells that apart from a broken sandbox (`SandboxBroken`: the engine answers,
+the container does not), which rejects a candidate instead of stopping the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import time
 from typing import Any
 
 import docker
 import docker.errors
 import requests.exceptions
 
-from selfcode.errors import SandboxError
+from selfcode.errors import SandboxBroken, SandboxError
 
 
 def docker_client(timeout: int = 60) -> docker.DockerClient:
@@ -92,22 +94,52 @@ def engine_error(doing: str, exc: BaseException) -> SandboxError:
 def container_error(
     client: docker.DockerClient, container_id: str, name: str, exc: BaseException | None
 ) -> tuple[SandboxError, str | None]:
-    """An exec failed: the engine's failure, or the container stopped (and why, as the engine
-    knows it); the second item says why the container is dead, None while it runs."""
-    state: dict[str, Any] = {}
-    with contextlib.suppress(Exception):
-        state = client.api.inspect_container(container_id).get("State", {})
+    """An exec failed or never finished: the engine's failure, or the sandbox's.
+
+    The engine not answering is a plain `SandboxError` (it stops the run). A container that is
+    gone, stopped, or running but unable to run a command, while the engine answers, is a
+    `SandboxBroken` (what ran in it is to blame); the second item then says why it is dead.
+    """
+    try:
+        state: dict[str, Any] = client.api.inspect_container(container_id).get("State") or {}
+    except docker.errors.NotFound:
+        state = {"Removed": True}
+    except (docker.errors.APIError, requests.exceptions.RequestException, OSError) as failure:
+        return engine_error("running a command in the sandbox", failure), None
     if state.get("Running"):
-        detail = short_error(exc) if exc else "the command did not finish"
-        return SandboxError(
-            f"The Docker engine failed to run a command in the sandbox ({detail}); check "
-            "`docker info` and try again."
-        ), None
-    why = "it ran out of memory" if state.get("OOMKilled") else "it was stopped or removed"
-    return SandboxError(
+        detail = short_error(exc) if exc else "a command's output ended but it did not finish"
+        why = f"it can no longer run a command: {detail}"
+    elif state.get("OOMKilled"):
+        why = "it ran out of memory"
+    elif state.get("Removed"):
+        why = "it was removed"
+    else:
+        why = f"it was stopped or killed, exit code {state.get('ExitCode', '?')}"
+    return SandboxBroken(
         f"The sandbox container {name} stopped unexpectedly ({why}); start a new "
         "sandbox, and check `docker info` if this repeats."
     ), f"the container stopped unexpectedly ({why})"
+
+
+def container_stopped(client: docker.DockerClient, container_id: str, settle: float = 2.0) -> bool:
+    """True once the engine reports the container stopped or gone, within `settle` seconds.
+
+    Its processes die a moment before its state says so; asked right after a command was
+    killed, the state needs that moment. False also when the engine cannot say.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            state = client.api.inspect_container(container_id).get("State") or {}
+        except docker.errors.NotFound:
+            return True
+        except (docker.errors.APIError, requests.exceptions.RequestException, OSError):
+            return False
+        if not state.get("Running"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def short_error(exc: BaseException) -> str:

@@ -13,8 +13,10 @@ fork failures at the pids limit add a sentence to stderr. stdout and stderr are 
 A host-side watchdog kills the whole container when an exec has not returned `WATCHDOG_GRACE`
 seconds after its timeout plus the kill delay (a process stuck in the kernel, a wrapper killed
 while something holds its output open). The command is reported as timed out and the sandbox is
-DEAD: every later `exec` raises `SandboxError`, and the caller must start a new sandbox (the trees
-in /work are gone with the container). `ContainerExec` is this half of `DockerSandbox`.
+DEAD: every later `exec` raises `SandboxBroken`, and the caller must start a new sandbox (the
+trees in /work are gone with the container); so does an exec whose container died under it.
+Silence alone never fails an exec: the socket has no read timeout shorter than the watchdog's.
+`ContainerExec` is this half of `DockerSandbox`.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ import docker.errors
 import requests.exceptions
 
 from selfcode.config import SandboxConfig
-from selfcode.errors import SandboxError
+from selfcode.errors import SandboxBroken, SandboxError
 from selfcode.sandbox.base import ExecResult
-from selfcode.sandbox.engine import container_error, engine_error
+from selfcode.sandbox.engine import container_error, container_stopped, engine_error
 
 MAX_OUTPUT = 8 * 1024 * 1024
 """Bytes of stdout and of stderr kept per command; the rest is read and dropped."""
@@ -44,6 +46,7 @@ KILL_AFTER = 5
 """Seconds between `timeout`'s TERM and its KILL."""
 WATCHDOG_GRACE = 10.0
 """Seconds past timeout + KILL_AFTER before the host kills the whole container."""
+READ_MARGIN = 30.0  # seconds past the watchdog before reading a command's output gives up
 
 SANDBOX_USER = "1000:1000"
 ROOT = "/work"
@@ -103,22 +106,14 @@ class ContainerExec:
         ]  # fmt: skip
         run = self._run(cmd, cwd or ROOT, timeout + KILL_AFTER + WATCHDOG_GRACE)
         if run.watchdog_fired:
-            self._dead = (
-                f"a command overran its {timeout:g}s timeout by more than "
-                f"{KILL_AFTER + WATCHDOG_GRACE:g}s and the container was killed"
-            )
-            note = (
-                f"\n[selfcode sandbox] the command did not return within {timeout:g}s + "
-                f"{KILL_AFTER + WATCHDOG_GRACE:g}s; the container was killed.\n"
-            )
-            return ExecResult(
-                exit_code=-9,
-                stdout=run.stdout.value(),
-                stderr=run.stderr.value() + note.encode(),
-                duration=run.duration,
-                timed_out=True,
-                killed_reason="timeout",
-            )
+            grace = f"{KILL_AFTER + WATCHDOG_GRACE:g}s"
+            self._dead = (f"a command overran its {timeout:g}s timeout by more than {grace} "
+                          "and the container was killed")
+            note = (f"\n[selfcode sandbox] the command did not return within {timeout:g}s + "
+                    f"{grace}; the container was killed.\n")
+            return ExecResult(exit_code=-9, stdout=run.stdout.value(),
+                              stderr=run.stderr.value() + note.encode(), duration=run.duration,
+                              timed_out=True, killed_reason="timeout")
         return self._interpret(run, timeout)
 
     def _run(self, cmd: list[str], workdir: str, watchdog_after: float) -> _Run:
@@ -136,6 +131,11 @@ class ContainerExec:
                 workdir=workdir,
             )["Id"]
             sock: Any = api.exec_start(exec_id, socket=True)
+            # The client's own read timeout (60 s) would cut a command that is merely quiet
+            # (a long benchmark run): silence is the command timeout's and the watchdog's to
+            # judge. This limit only backs up a watchdog that could not shut the socket.
+            with contextlib.suppress(Exception):
+                getattr(sock, "_sock", sock).settimeout(watchdog_after + READ_MARGIN)
         except docker.errors.APIError as exc:
             raise self._container_error(exc) from exc
         except requests.exceptions.RequestException as exc:
@@ -151,7 +151,8 @@ class ContainerExec:
                 (stderr if stream == 2 else stdout).add(data)
         except OSError as exc:
             if not fired.is_set() and not self._closed:
-                raise engine_error("running a command in the sandbox", exc) from exc
+                # The stream broke: the engine went away, or the container under it did.
+                raise self._container_error(exc) from exc
         finally:
             watchdog.cancel()
             _close_socket(sock)
@@ -238,21 +239,20 @@ class ContainerExec:
                 )
         if notes:
             stderr = stderr + b"\n" + b"\n".join(notes) + b"\n"
-        return ExecResult(
-            exit_code=code,
-            stdout=stdout,
-            stderr=stderr,
-            duration=run.duration,
-            timed_out=timed_out,
-            killed_reason=killed_reason,
-        )
+        return ExecResult(exit_code=code, stdout=stdout, stderr=stderr, duration=run.duration,
+                          timed_out=timed_out, killed_reason=killed_reason)
 
     def _read_counters(self) -> tuple[int | None, int | None] | None:
         try:
-            run = self._run(["/bin/sh", "-c", _COUNTERS], ROOT, 15.0)
+            run: _Run | None = self._run(["/bin/sh", "-c", _COUNTERS], ROOT, 15.0)
+        except SandboxBroken:
+            raise  # the wrapper died with its container: not a command's failure to interpret
         except SandboxError:
-            return None
-        if run.watchdog_fired or run.exit_code != 0:
+            run = None
+        if run is None or run.watchdog_fired or run.exit_code != 0:
+            # The command and this probe both died: was it the container that died under them?
+            if container_stopped(self.client, self.container_id):
+                raise self._container_error(None)
             return None
         parts = run.stdout.value().split()
         if len(parts) != 2:
