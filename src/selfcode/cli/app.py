@@ -289,11 +289,12 @@ def sandbox_build(path: PathArg = Path(".")) -> None:
     """Build (or find) the sandbox image for a repository, with its dependencies."""
     with errors():
         from selfcode.git.store import GitStore
+        from selfcode.sandbox.deps import dependencies_at
         from selfcode.sandbox.image import ensure_image
 
         store = GitStore(path)
         settings = load_settings(store.root)
-        tag = ensure_image(settings.sandbox, store.state_dir(), store.root,
+        tag = ensure_image(settings.sandbox, store.state_dir(), dependencies_at(store, "HEAD"),
                            progress=lambda msg: err.print(Text(msg, style="dim"),
                                                           highlight=False))
         print(tag)
