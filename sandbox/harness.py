@@ -1,91 +1,65 @@
-"""selfcode's frozen harness: runs a tree's tests and benchmarks in the sandbox; prints one JSON.
+"""selfcode's frozen harness: judges trees in the sandbox and prints one JSON report.
 
 It comes from selfcode's package (mounted read-only), never from the candidate, and uses the
 standard library only, so it runs on any Python the sandbox has. The host treats what it prints
-as untrusted input.
+as untrusted input, and believes only a report that carries the nonce it passed in the
+harness's environment (SELFCODE_REPORT_NONCE, which no candidate process can read).
 
-    python harness.py tests --tree DIR [--timeout S] [-- PYTEST ARGS...]
-    python harness.py bench --a DIR --b DIR --spec JSON [--pairs N] [--seed N] [--timeout S]
-                            [--metric cpu_time|instructions]
-    python harness.py probe
+    python harness.py seal  OPTIONS --src DIR --tree NAME [--drop NAME]...
+    python harness.py apply OPTIONS --base NAME --tree NAME --diff FILE [--timeout S]
+    python harness.py tests OPTIONS --tree NAME [--timeout S] [-- PYTEST ARGS...]
+    python harness.py bench OPTIONS --a NAME --b NAME --spec JSON [--pairs N] [--seed N]
+                                    [--timeout S] [--metric cpu_time|instructions]
+    python harness.py probe OPTIONS
 
-Beside it, `selfcode_pytest_plugin.py` records the ids pytest collected, so the host can check
-the JUnit report against them.
+    OPTIONS: --judge-dir DIR [--user UID:GID] [--fresh DIR]... [--cpu-meter cgroup|rusage]
+
+Trees live in {judge-dir}/trees/NAME, copied there by `seal` and `apply`, owned by the judge and
+read-only to candidates: benchmarks run in them as they are, tests in a fresh copy owned by the
+candidate uid, removed afterwards. With --user the harness must be root: every candidate process
+runs as UID:GID (selfcode_proc.py), and its evidence goes through files and pipes only the judge
+can write. `--fresh` directories are emptied before every measured process.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
+import math
 import os
 import random
-import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import xml.etree.ElementTree as ET
 from typing import Any
 
-TAIL_BYTES = 4000
+import selfcode_files as files
+from selfcode_evidence import count_instructions, cross_check, parse_junit, parse_stream
+from selfcode_proc import TAIL_BYTES, Guard, HarnessError, Measured, Setup, run_measured
+
+NONCE_ENV = "SELFCODE_REPORT_NONCE"
+STREAM_ENV = "SELFCODE_STREAM_FD"
+STREAM_FD = 1019
 MAX_STDOUT_KEEP = 2000
-COLLECT_ENV = "SELFCODE_COLLECT_OUT"
+JUNIT_LIMIT = 64 * 1024 * 1024
+LOG_LIMIT = 64 * 1024 * 1024
+HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
 
-
-# --- process running ---------------------------------------------------------------------------
-
-
-def run(argv: list[str], cwd: str, timeout: float, env: dict[str, str]) -> dict[str, Any]:
-    """Run one fresh process in its own group; CPU time comes from the kernel, not the child."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = start + timeout
-        timed_out = False
-        status, usage = 0, None
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                timed_out = True
-                _kill_group(proc.pid)
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.002)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        _kill_group(proc.pid)  # whatever the child left running in its group goes too
-        out.seek(0)
-        stdout = out.read()
-        err.seek(0, os.SEEK_END)
-        size = err.tell()
-        err.seek(max(0, size - TAIL_BYTES))
-        stderr_tail = err.read()
-    return {
-        "exit_code": proc.returncode,
-        "timed_out": timed_out,
-        "wall": wall,
-        "cpu": (usage.ru_utime + usage.ru_stime) if usage else None,
-        "max_rss_kb": usage.ru_maxrss if usage else None,
-        "stdout": stdout,
-        "stderr_tail": stderr_tail.decode("utf-8", "replace"),
-    }
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+# Valgrind: every child traced and logged (with -v a forked child logs as it starts) to fd
+# 1020, inside the range valgrind reserves for itself once RLIMIT_NOFILE is 1024: the measured
+# code gets EBADF writing to it, and EACCES reopening it (the file is the judge's).
+VALGRIND_ARGS = ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                 "--trace-children=yes", "-v"]
+LOG_FD = 1020
+VALGRIND_NOFILE = 1024
 
 
 def base_env(tree: str) -> dict[str, str]:
+    """The same environment on both sides; nothing of the harness's own (its nonce) leaks."""
     keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "TZ")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env["PYTHONHASHSEED"] = "0"
@@ -95,144 +69,189 @@ def base_env(tree: str) -> dict[str, str]:
     return env
 
 
+def tree_path(guard: Guard, name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise HarnessError(f"invalid tree name {name!r}")
+    return os.path.join(guard.setup.judge_dir, "trees", name)
+
+
+class RunDir:
+    """A directory for one run's candidate-owned files, removed (as their owner) on exit."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.path = os.path.join(guard.setup.judge_dir, "runs", secrets.token_hex(8))
+        os.mkdir(self.path)
+        # Root-owned, so no candidate can rename it; writable, so the candidate uid can fill it.
+        os.chmod(self.path, 0o777 if guard.setup.user else 0o700)
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.guard.kill_all()
+        self.guard.as_candidate(lambda: files.clear_dir(self.path))
+        os.rmdir(self.path)
+
+    def copy_of(self, tree: str) -> str:
+        work = os.path.join(self.path, "tree")
+        problem = self.guard.as_candidate(lambda: files.copy_tree(tree, work, readonly=False))
+        if problem:
+            raise HarnessError(f"could not copy the tree as the candidate uid: {problem}")
+        return work
+
+
+# --- trees -------------------------------------------------------------------------------------
+
+
+def cmd_seal(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
+    for name in [*args.drop, args.tree]:
+        files.remove_tree(tree_path(guard, name))
+    files.copy_tree(os.path.abspath(args.src), tree_path(guard, args.tree), readonly=True)
+    return {"kind": "seal", "ok": True}
+
+
+def cmd_apply(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
+    """Apply a diff to a copy of a tree, as the candidate uid, then seal the result."""
+    with RunDir(guard) as run:
+        work = run.copy_of(tree_path(guard, args.base))
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
+        env.update(HOME=run.path, GIT_CEILING_DIRECTORIES=run.path, GIT_CONFIG_NOSYSTEM="1",
+                   GIT_CONFIG_GLOBAL=os.devnull)
+        try:
+            proc = subprocess.run(
+                ["git", "apply", "--whitespace=nowarn", os.path.abspath(args.diff)], cwd=work,
+                env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=args.timeout,
+                **guard.demote)
+        except subprocess.TimeoutExpired:
+            return {"kind": "apply", "ok": False, "message": "git apply timed out"}
+        message = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()[-1000:]
+        if proc.returncode == 0:
+            dst = tree_path(guard, args.tree)
+            files.remove_tree(dst)
+            files.copy_tree(work, dst, readonly=True)
+    return {"kind": "apply", "ok": proc.returncode == 0, "message": message}
+
+
 # --- tests -------------------------------------------------------------------------------------
 
 
-def junit_key(nodeid: str) -> str:
-    """The classname.name that pytest's JUnit XML writes for a node id."""
-    path, bracket, params = nodeid.partition("[")
-    names = path.split("::")
-    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
-    names[-1] += bracket + params
-    return ".".join(names)
-
-
-def parse_junit(path: str) -> dict[str, str] | None:
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
-        return None
-    outcomes: dict[str, str] = {}
-    for case in root.iter("testcase"):
-        key = f"{case.get('classname', '')}.{case.get('name', '')}".lstrip(".")
-        outcome = "passed"
-        for child in case:
-            if child.tag in ("failure", "error"):
-                outcome = "failed" if child.tag == "failure" else "error"
-                break
-            if child.tag == "skipped":
-                outcome = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
-        outcomes[key] = outcome
-    return outcomes
-
-
-def cmd_tests(args: argparse.Namespace) -> dict[str, Any]:
-    tree = os.path.abspath(args.tree)
-    workdir = tempfile.mkdtemp(prefix="selfcode-tests-")
-    junit = os.path.join(workdir, "junit.xml")
-    collected_file = os.path.join(workdir, "collected.json")
-    env = base_env(tree)
-    env[COLLECT_ENV] = collected_file
-    harness_dir = os.path.dirname(os.path.abspath(__file__))
-    env["PYTHONPATH"] = os.pathsep.join([harness_dir, env["PYTHONPATH"]])
-    argv = [
-        sys.executable, "-m", "pytest", "-p", "selfcode_pytest_plugin", "-p", "no:cacheprovider",
-        f"--junitxml={junit}", "-o", "junit_family=xunit2", "-q", *args.pytest_args,
-    ]
-    result = run(argv, tree, args.timeout, env)
-    collected: list[str] | None = None
-    try:
-        with open(collected_file, encoding="utf-8") as fh:
-            collected = [str(x) for x in json.load(fh)]
-    except (OSError, ValueError):
-        collected = None
-    by_key = parse_junit(junit)
-    outcomes: dict[str, str] | None = None
-    if by_key is not None and collected is not None:
-        outcomes = {nodeid: by_key.get(junit_key(nodeid), "missing") for nodeid in collected}
+def cmd_tests(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
+    with RunDir(guard) as run:
+        work = run.copy_of(tree_path(guard, args.tree))
+        junit_file = os.path.join(run.path, "junit.xml")
+        env = base_env(work)
+        env["PYTHONPATH"] = os.pathsep.join([HARNESS_DIR, env["PYTHONPATH"]])
+        env[STREAM_ENV] = str(STREAM_FD)
+        argv = [
+            sys.executable, "-m", "pytest", "-p", "selfcode_pytest_plugin",
+            "-p", "no:cacheprovider", f"--junitxml={junit_file}", "-o", "junit_family=xunit2",
+            "-q", *args.pytest_args,
+        ]  # fmt: skip
+        read_end, write_end = os.pipe()
+        try:
+            result = run_measured(guard, argv, work, env, args.timeout,
+                                  pass_fds={STREAM_FD: write_end}, drain=[read_end])
+        finally:
+            os.close(read_end)
+        # Read only now: every candidate process is dead, none can rewrite it any more.
+        junit = parse_junit(files.read_regular(junit_file, JUNIT_LIMIT))
+    stream = parse_stream(result.streams.get(read_end, b""))
+    tampered = result.problem or stream.problem or cross_check(stream, junit, result.exit_code)
     return {
         "kind": "tests",
-        "exit_code": result["exit_code"],
-        "timed_out": result["timed_out"],
-        "duration": result["wall"],
-        "collected": collected,
-        "outcomes": outcomes,
-        "junit_cases": None if by_key is None else len(by_key),
-        "output_tail": result["stdout"][-TAIL_BYTES:].decode("utf-8", "replace"),
-        "stderr_tail": result["stderr_tail"],
+        "exit_code": result.exit_code,
+        "timed_out": result.timed_out,
+        "duration": result.wall,
+        "collected": None if tampered else stream.collected,
+        "outcomes": None if tampered else stream.outcomes(),
+        "junit_cases": None if junit is None else len(junit),
+        "tampered": tampered,
+        "leftover_processes": result.leftovers,
+        "output_tail": result.stdout[-TAIL_BYTES:].decode("utf-8", "replace"),
+        "stderr_tail": result.stderr_tail,
     }
 
 
 # --- benchmarks --------------------------------------------------------------------------------
 
 
-VALGRIND_ARGS = ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
-
-
 class _Bench:
-    """One benchmark's samples on both trees; each run is a fresh process."""
+    """One benchmark's samples on both trees; each run is a fresh process from a fresh state."""
 
     def __init__(self, argv: list[str], trees: dict[str, str], timeout: float,
-                 metric: str) -> None:
+                 metric: str, guard: Guard) -> None:
         self.argv, self.trees, self.timeout, self.metric = argv, trees, timeout, metric
+        self.guard = guard
         self.samples: dict[str, list[float]] = {"a": [], "b": []}
-        # Every counted run's CPU, wall time and peak memory, whatever the metric: the host
-        # checks a win for regressions in all three.
+        # Every counted run's CPU (all its processes), wall time and peak memory, whatever the
+        # metric: the host checks a win for regressions in all three.
         self.resources: dict[str, dict[str, list[float]]] = {
             side: {"cpu": [], "wall": [], "rss": []} for side in ("a", "b")}
         self.outputs: dict[str, dict[str, Any]] = {}
+        self.tampered: str | None = None
 
-    def _measure(self, side: str) -> tuple[dict[str, Any], float | None]:
-        env = base_env(self.trees[side])
+    def _measure(self, side: str) -> tuple[Measured, float | None, str | None]:
+        tree = self.trees[side]
         if self.metric != "instructions":
-            res = run(self.argv, self.trees[side], self.timeout, env)
-            return res, res["cpu"]
-        # Instruction counts are deterministic for the same binary, input and environment;
-        # the count goes to a log file so the benchmark's own stderr stays its own.
-        fd, log = tempfile.mkstemp(prefix="selfcode-vg-")
-        os.close(fd)
-        try:
-            argv = ["valgrind", *VALGRIND_ARGS, f"--log-file={log}", *self.argv]
-            res = run(argv, self.trees[side], self.timeout, env)
-            with open(log, encoding="utf-8", errors="replace") as fh:
-                found = _IREFS.search(fh.read())
-        finally:
-            os.unlink(log)
-        return res, float(found.group(1).replace(",", "")) if found else None
+            res = run_measured(self.guard, self.argv, tree, base_env(tree), self.timeout)
+            return res, res.cpu, None
+        with tempfile.TemporaryFile(dir=self.guard.private) as log:
+            argv = ["valgrind", *VALGRIND_ARGS, f"--log-fd={LOG_FD}", *self.argv]
+            res = run_measured(self.guard, argv, tree, base_env(tree), self.timeout,
+                               pass_fds={LOG_FD: os.dup(log.fileno())}, nofile=VALGRIND_NOFILE)
+            data = os.pread(log.fileno(), LOG_LIMIT + 1, 0)
+        if len(data) > LOG_LIMIT:
+            return res, None, "valgrind's log is larger than any run writes"
+        count = count_instructions(data, res.pid)
+        return res, count.instructions, count.problem
 
     def once(self, side: str, record: bool) -> str | None:
         """Run one side; return why the run cannot count, or None."""
-        res, value = self._measure(side)
-        digest = hashlib.sha256(res["stdout"]).hexdigest()
+        res, value, tampered = self._measure(side)
+        digest = hashlib.sha256(res.stdout).hexdigest()
         first = self.outputs.setdefault(side, {
             "sha256": digest,
-            "head": res["stdout"][:MAX_STDOUT_KEEP].decode("utf-8", "replace"),
+            "head": res.stdout[:MAX_STDOUT_KEEP].decode("utf-8", "replace"),
         })
-        if res["timed_out"]:
-            return f"{side}: timed out after {self.timeout:g}s"
-        if res["exit_code"] != 0:
-            return f"{side}: exit code {res['exit_code']}: {res['stderr_tail'][-500:]}"
+        problem = self._problem(side, res, tampered)
+        if problem:
+            return problem
         if digest != first["sha256"]:
             return f"{side}: output differs between runs of the same tree"
-        if value is None:
+        if value is None or not math.isfinite(value) or value <= 0:
             return f"{side}: no {self.metric} measurement"
         if record:
             self.samples[side].append(value)
             used = self.resources[side]
-            used["cpu"].append(res["cpu"] or 0.0)
-            used["wall"].append(res["wall"])
-            used["rss"].append(float(res["max_rss_kb"] or 0))
+            used["cpu"].append(res.cpu)
+            used["wall"].append(res.wall)
+            used["rss"].append(float(res.max_rss_kb))
+        return None
+
+    def _problem(self, side: str, res: Measured, tampered: str | None) -> str | None:
+        if res.problem:
+            return f"{side}: {res.problem}"
+        if res.timed_out:
+            return f"{side}: timed out after {self.timeout:g}s"
+        if res.exit_code != 0:
+            return f"{side}: exit code {res.exit_code}: {res.stderr_tail[-500:]}"
+        if res.leftovers:
+            return (f"{side}: the benchmark left processes running ({res.leftovers} still ran "
+                    "after it exited; they were killed)")
+        if tampered:
+            self.tampered = f"{side}: {tampered}"
+            return self.tampered
         return None
 
 
-def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_bench(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
     spec: dict[str, list[str]] = json.loads(args.spec)
     rng = random.Random(args.seed)
-    trees = {"a": os.path.abspath(args.a), "b": os.path.abspath(args.b)}
+    trees = {"a": tree_path(guard, args.a), "b": tree_path(guard, args.b)}
     results = []
     for name, argv in spec.items():
-        bench = _Bench(argv, trees, args.timeout, args.metric)
+        bench = _Bench(argv, trees, args.timeout, args.metric, guard)
         # Time: one discarded warm-up run each, then pairs in random order, so neither side
         # always runs first into a warm or cold cache. Instructions need no warm-up.
         failure = None
@@ -251,41 +270,88 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
             "output": bench.outputs,
             "resources": bench.resources,
             "failure": failure,
+            "tampered": bench.tampered,
         })
     return {"kind": "bench", "benchmarks": results}
 
 
-def cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
-    """What this sandbox can measure."""
+def cmd_probe(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
+    """What this sandbox can measure, and how far the judge is separated from the judged."""
     return {
         "kind": "probe",
         "python": sys.version.split()[0],
         "valgrind": shutil.which("valgrind") is not None,
+        "demoted": guard.setup.user is not None,
+        "cpu_meter": guard.meter.kind,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+# --- command line ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--judge-dir", required=True)
+    common.add_argument("--user", default=None)
+    common.add_argument("--fresh", action="append", default=[])
+    common.add_argument("--cpu-meter", choices=("cgroup", "rusage"), default="rusage")
+    common.add_argument("--timeout", type=float, default=300)
     parser = argparse.ArgumentParser(prog="harness")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    tests = sub.add_parser("tests")
+    seal = sub.add_parser("seal", parents=[common])
+    seal.add_argument("--src", required=True)
+    seal.add_argument("--tree", required=True)
+    seal.add_argument("--drop", action="append", default=[])
+    apply = sub.add_parser("apply", parents=[common])
+    apply.add_argument("--base", required=True)
+    apply.add_argument("--tree", required=True)
+    apply.add_argument("--diff", required=True)
+    tests = sub.add_parser("tests", parents=[common])
     tests.add_argument("--tree", required=True)
-    tests.add_argument("--timeout", type=float, default=300)
     tests.add_argument("pytest_args", nargs="*")
-    bench = sub.add_parser("bench")
+    bench = sub.add_parser("bench", parents=[common])
     bench.add_argument("--a", required=True)
     bench.add_argument("--b", required=True)
     bench.add_argument("--spec", required=True)
     bench.add_argument("--pairs", type=int, default=10)
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--timeout", type=float, default=300)
     bench.add_argument("--metric", choices=("cpu_time", "instructions"), default="cpu_time")
-    sub.add_parser("probe")
-    args = parser.parse_args(argv)
-    commands = {"tests": cmd_tests, "bench": cmd_bench, "probe": cmd_probe}
-    doc = commands[args.cmd](args)
+    sub.add_parser("probe", parents=[common])
+    return parser
+
+
+def _setup(args: argparse.Namespace) -> Setup:
+    user = None
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        user = (int(uid), int(gid or uid))
+    return Setup(judge_dir=os.path.abspath(args.judge_dir), user=user,
+                 fresh=tuple(os.path.abspath(p) for p in args.fresh), cpu_meter=args.cpu_meter)
+
+
+COMMANDS = {"seal": cmd_seal, "apply": cmd_apply, "tests": cmd_tests, "bench": cmd_bench,
+            "probe": cmd_probe}
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The nonce authenticates this process's report; no child may inherit it.
+    nonce = os.environ.pop(NONCE_ENV, "")
+    args = _parser().parse_args(argv)
+    # The sandbox's TERM on timeout still kills every candidate process on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    guard: Guard | None = None
+    try:
+        guard = Guard(_setup(args))
+        doc = COMMANDS[args.cmd](args, guard)
+    except HarnessError as exc:
+        doc = {"kind": "error", "error": str(exc)}
+    finally:
+        if guard is not None:
+            guard.close()
+    doc["nonce"] = nonce
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()
-    return 0
+    return 3 if doc["kind"] == "error" else 0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,47 @@
-"""Loaded into the judged pytest run by selfcode's harness: records the collected test ids."""
+"""Loaded into the judged pytest run by selfcode's harness: streams the run to the harness.
+
+The harness passes the write end of a pipe it created (its fd number in SELFCODE_STREAM_FD).
+One JSON line per event, written as it happens: the ids pytest collected, every phase report,
+and the session's exit status. A pipe is only ever appended to: what a test wrote into it
+earlier cannot be rewritten later, and the harness checks pytest's JUnit file against it.
+"""
+
+from __future__ import annotations
 
 import json
 import os
 from typing import Any
 
+import pytest
+
+_fd: int | None = None
+
+
+def _send(record: dict[str, Any]) -> None:
+    if _fd is None:
+        return
+    view = memoryview((json.dumps(record, separators=(",", ":")) + "\n").encode())
+    while view:
+        view = view[os.write(_fd, view):]
+
+
+def pytest_configure(config: Any) -> None:
+    global _fd
+    raw = os.environ.pop("SELFCODE_STREAM_FD", "")
+    if raw.isdigit():
+        _fd = int(raw)
+        os.set_inheritable(_fd, False)  # the tests' subprocesses get no copy of it
+
 
 def pytest_collection_finish(session: Any) -> None:
-    out = os.environ.get("SELFCODE_COLLECT_OUT")
-    if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            json.dump([item.nodeid for item in session.items], fh)
+    _send({"t": "collected", "ids": [item.nodeid for item in session.items]})
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    _send({"t": "report", "id": report.nodeid, "when": report.when,
+           "outcome": report.outcome, "xfail": hasattr(report, "wasxfail")})
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
+    _send({"t": "finish", "exit": int(session.exitstatus)})

@@ -97,8 +97,8 @@ def test_timeout_kills_the_process_group(trees):
 
 def test_report_is_json_on_last_line(trees):
     result = trees.sandbox.exec(
-        [trees.sandbox.python, trees.sandbox.harness, "tests", "--tree", trees.a],
-        timeout=60)
+        [trees.sandbox.python, trees.sandbox.harness, "tests", *trees.harness_options(),
+         "--tree", "a"], timeout=60)
     doc = json.loads(result.stdout.decode().strip().splitlines()[-1])
     assert doc["kind"] == "tests"
     assert TESTS  # the fixture the report describes

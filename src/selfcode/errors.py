@@ -39,6 +39,19 @@ class SandboxBroken(SandboxError):
     """
 
 
+class JudgeReportError(SandboxError):
+    """The harness's report was forged, inconsistent or lost: the candidate is rejected.
+
+    Never an acceptance and never a traceback. On the baseline, which is trusted, it stays a
+    sandbox error (something broke the judge itself).
+    """
+
+    PREFIX = "the judge's report was tampered with or lost"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{self.PREFIX}: {detail}")
+
+
 class GitError(SelfcodeError):
     """The target is not a usable git repository, or a git operation failed."""
 

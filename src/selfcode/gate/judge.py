@@ -13,7 +13,7 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 
 from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
-from selfcode.errors import ConfigError, EditError, PolicyError, SandboxError
+from selfcode.errors import ConfigError, EditError, JudgeReportError, PolicyError, SandboxError
 from selfcode.gate.config import GateConfig
 from selfcode.gate.gitpatch import GitBaseline
 from selfcode.gate.measure import Calibration, calibrate, measure
@@ -166,6 +166,15 @@ class Judge:
                                      "a change must be faster everywhere, not only under the "
                                      "benchmark"], summary)
 
+        try:
+            return self._in_sandbox(diff, summary, timings, done)
+        except JudgeReportError as exc:
+            # Forged, inconsistent or lost evidence: never an acceptance, never a traceback.
+            return done("rejected", [str(exc)], summary)
+
+    def _in_sandbox(self, diff: str, summary: PatchSummary, timings: dict[str, float],
+                    done: Callable[..., Verdict]) -> Verdict:
+        assert self._baseline_tests is not None
         self.progress("applying")
         applied = self.trees.apply(diff)
         timings["apply"] = round(applied.duration, 4)
@@ -177,6 +186,9 @@ class Judge:
         cand_tests = self.trees.run_tests("b", self.config.pytest_args)
         timings["tests"] = round(time.perf_counter() - t0, 4)
         tests, reasons = judge_tests(self._baseline_tests, cand_tests, self.quarantined)
+        if cand_tests.leftover_processes and not self._baseline_tests.leftover_processes:
+            reasons.append(f"the tests left {cand_tests.leftover_processes} processes running "
+                           "after pytest exited")
         if reasons:
             return done("rejected", reasons, summary, tests=tests)
 

@@ -3,6 +3,11 @@
 A sandbox is deliberately tiny: put a file where the sandbox can read it, run a command
 with a hard timeout, close. Everything above it (loading trees, applying a patch, running
 the frozen harness) is written once in `trees.py` and works on any backend.
+
+The judge and the judged: `exec(judge=True)` runs selfcode's harness with the sandbox's judge
+privileges (root with SETUID/SETGID/KILL in the docker sandbox), and the harness starts every
+candidate process as `candidate_user`. A backend that cannot separate them (the local one:
+`candidate_user` is None) lists what it therefore cannot rule out in `integrity_gaps`.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ class Sandbox(Protocol):
     """In-sandbox path of selfcode's own `harness.py`, read-only to the candidate."""
     inbox: str
     """Directory where staged files and trees appear inside the sandbox, read-only."""
+    judge_dir: str
+    """Directory only the judge can write: the harness's private files and the judged trees."""
+    candidate_user: str | None
+    """"UID:GID" every candidate process runs as, or None when the backend cannot demote."""
+    fresh_dirs: tuple[str, ...]
+    """Writable scratch directories (/tmp, $HOME...), emptied before every measured process."""
+    cpu_meter: str
+    """"cgroup" (a CPU counter of this sandbox alone) or "rusage" (the reaped children's)."""
+    integrity_gaps: tuple[str, ...]
+    """What this backend cannot rule out about a candidate (empty: nothing known)."""
 
     def stage(self, name: str, data: bytes) -> str:
         """Make `data` readable (never writable) inside the sandbox; return its in-sandbox path."""
@@ -62,8 +77,13 @@ class Sandbox(Protocol):
         timeout: float,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
+        judge: bool = False,
     ) -> ExecResult:
-        """Run `argv`; kill it and everything it started once `timeout` seconds pass."""
+        """Run `argv`; kill it and everything it started once `timeout` seconds pass.
+
+        `judge`: run it as the judge (selfcode's harness only), with `env` passed so that no
+        candidate process can read it (not on any command line).
+        """
         ...
 
     def close(self) -> None:

@@ -4,12 +4,14 @@
         sandbox.exec(["python", "-c", "print(1)"], timeout=10)
 
 Hardening (all on, none optional): no network (`network_mode="none"`), read-only root
-filesystem, writable size-capped tmpfs only at /work, /tmp and /home/sandbox (`nosuid,nodev`),
-commands run as uid 1000, every capability dropped, `no-new-privileges`, pids, memory (= memory +
-swap) and CPU limits, `init=True`, and an environment built from a fixed allowlist: nothing of
-the host's environment (API keys, tokens) ever enters the container. The container's own
-processes (tini and `sleep infinity`) run as `nobody` (65534), so the `kill -9 -1` of each
-command (see execution.py) cannot take the container down.
+filesystem, writable size-capped tmpfs only at /work, /tmp, /home/sandbox and the judge's /judge
+(`nosuid,nodev`), commands run as uid 1000, every capability dropped but SETUID, SETGID and KILL,
+`no-new-privileges`, pids, memory (= memory + swap) and CPU limits, `init=True`, and an
+environment built from a fixed allowlist: nothing of the host's environment (API keys, tokens)
+ever enters the container. The container's own processes (tini and `sleep infinity`) run as
+root: the `kill -9 -1` of each uid-1000 command (see execution.py) cannot take the container
+down, and an exec as root gets the three capabilities only when the container's user is root
+(the engine gives an exec the capabilities of the container's own process).
 
 Files come in through `stage()` into a private host directory bind-mounted READ-ONLY at /in
 (put_archive cannot write into tmpfs mounts reliably, and a read-only bind mount lets nothing
@@ -52,13 +54,14 @@ from selfcode.errors import SandboxBroken, SandboxError
 from selfcode.processes import owner_alive, process_start
 from selfcode.sandbox.base import ExecResult
 from selfcode.sandbox.engine import docker_client, engine_error, short_error
-from selfcode.sandbox.execution import ROOT, ContainerExec
+from selfcode.sandbox.execution import ROOT, SANDBOX_USER, ContainerExec
 from selfcode.sandbox.staging import unpack_tree
 
-KEEPER_USER = "65534:65534"
+KEEPER_USER = "0:0"
 HOME = "/home/sandbox"
 IN_DIR = "/in"
 HARNESS_MOUNT = "/opt/selfcode"
+JUDGE_DIR = "/judge"
 PYTHON = "/opt/venv/bin/python"
 
 LABEL_RUN = "selfcode.run"
@@ -104,6 +107,12 @@ class DockerSandbox(ContainerExec):
     python = PYTHON
     harness = f"{HARNESS_MOUNT}/harness.py"
     inbox = IN_DIR
+    judge_dir = JUDGE_DIR
+    candidate_user: str | None = SANDBOX_USER
+    # Every directory uid 1000 can write, emptied (as uid 1000) before each measured process.
+    fresh_dirs: tuple[str, ...] = ("/tmp", HOME, "/dev/shm", "/dev/mqueue", ROOT)
+    cpu_meter = "cgroup"
+    integrity_gaps: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -242,8 +251,11 @@ class DockerSandbox(ContainerExec):
         timeout: float,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
+        judge: bool = False,
     ) -> ExecResult:
-        """Run `argv` as uid 1000 with `timeout`; everything it started dies when it returns."""
+        """Run `argv` as uid 1000 with `timeout`; everything it started dies when it returns.
+
+        `judge`: run selfcode's harness as root, `env` handed over by the engine."""
         if not argv:
             raise ValueError("exec needs a command")
         if timeout <= 0:
@@ -251,7 +263,7 @@ class DockerSandbox(ContainerExec):
         environment = self._environment(env)
         with self._exec_lock:
             self._check_usable()
-            return self._execute(argv, timeout, cwd, environment)
+            return self._execute(argv, timeout, cwd, environment, judge)
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -322,6 +334,7 @@ def _hardened(config: SandboxConfig, stage_dir: Path, harness_dir: Path) -> dict
         "read_only": True,
         "tmpfs": {
             ROOT: f"rw,exec,nosuid,nodev,size={config.tmpfs_size},uid=1000,gid=1000,mode=0755",
+            JUDGE_DIR: f"rw,exec,nosuid,nodev,size={config.tmpfs_size},mode=0755",
             "/tmp": f"rw,exec,nosuid,nodev,size={config.tmp_size},mode=1777",
             HOME: f"rw,noexec,nosuid,nodev,size={config.home_size},uid=1000,gid=1000,mode=0700",
         },
@@ -330,6 +343,9 @@ def _hardened(config: SandboxConfig, stage_dir: Path, harness_dir: Path) -> dict
             str(harness_dir): {"bind": HARNESS_MOUNT, "mode": "ro"},
         },
         "cap_drop": ["ALL"],
+        # Only for the harness (root): demote candidate processes, then kill them all. Without
+        # DAC_OVERRIDE, FOWNER or CHOWN even root touches only what it owns or may read.
+        "cap_add": ["SETUID", "SETGID", "KILL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": config.pids_limit,
         "mem_limit": config.memory,

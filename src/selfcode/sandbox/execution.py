@@ -49,6 +49,8 @@ WATCHDOG_GRACE = 10.0
 READ_MARGIN = 30.0  # seconds past the watchdog before reading a command's output gives up
 
 SANDBOX_USER = "1000:1000"
+JUDGE_USER = "0:0"
+"""selfcode's harness: root with SETUID, SETGID and KILL only, so it can demote candidates."""
 ROOT = "/work"
 
 _TRAILER_MARK = b"@@selfcode-exec@@ "
@@ -77,6 +79,9 @@ r max {_PIDS_FILES}; p1=$v
 printf '%s rc=%s oom=%s,%s pids=%s,%s\\n' '@@selfcode-exec@@' "$rc" "$o0" "$o1" "$p0" "$p1" >&2
 exit $rc
 """
+# The judge's wrapper: no `kill -9 -1` (as root it would reach the container's keeper); the
+# harness kills every candidate process itself, as the candidate uid.
+_JUDGE_WRAPPER = "\n".join(line for line in _WRAPPER.splitlines() if "kill -9 -1" not in line)
 _COUNTERS = f"""
 {_READ}
 r oom_kill {_OOM_FILES}; o=$v
@@ -97,14 +102,23 @@ class ContainerExec:
     _counters: tuple[int | None, int | None]
 
     def _execute(
-        self, argv: Sequence[str], timeout: float, cwd: str | None, environment: dict[str, str]
+        self, argv: Sequence[str], timeout: float, cwd: str | None, environment: dict[str, str],
+        judge: bool = False,
     ) -> ExecResult:
-        """Run `argv` as uid 1000 in exactly `environment` (the caller holds `_exec_lock`)."""
-        cmd = [
-            "env", "-i", *(f"{k}={v}" for k, v in environment.items()),
-            "/bin/sh", "-c", _WRAPPER, "selfcode-exec", f"{timeout:.3f}", *argv,
-        ]  # fmt: skip
-        run = self._run(cmd, cwd or ROOT, timeout + KILL_AFTER + WATCHDOG_GRACE)
+        """Run `argv` as uid 1000 in exactly `environment` (the caller holds `_exec_lock`).
+
+        `judge`: as JUDGE_USER, with `environment` set by the engine, not on a command line
+        (/proc/PID/cmdline is world-readable; a root process's environ is not).
+        """
+        if judge:
+            cmd = ["/bin/sh", "-c", _JUDGE_WRAPPER, "selfcode-exec", f"{timeout:.3f}", *argv]
+        else:
+            cmd = [
+                "env", "-i", *(f"{k}={v}" for k, v in environment.items()),
+                "/bin/sh", "-c", _WRAPPER, "selfcode-exec", f"{timeout:.3f}", *argv,
+            ]  # fmt: skip
+        run = self._run(cmd, cwd or ROOT, timeout + KILL_AFTER + WATCHDOG_GRACE,
+                        JUDGE_USER if judge else SANDBOX_USER, environment if judge else None)
         if run.watchdog_fired:
             grace = f"{KILL_AFTER + WATCHDOG_GRACE:g}s"
             self._dead = (f"a command overran its {timeout:g}s timeout by more than {grace} "
@@ -116,7 +130,8 @@ class ContainerExec:
                               timed_out=True, killed_reason="timeout")
         return self._interpret(run, timeout)
 
-    def _run(self, cmd: list[str], workdir: str, watchdog_after: float) -> _Run:
+    def _run(self, cmd: list[str], workdir: str, watchdog_after: float,
+             user: str = SANDBOX_USER, environment: dict[str, str] | None = None) -> _Run:
         api = self.client.api
         start = time.perf_counter()
         try:
@@ -127,8 +142,9 @@ class ContainerExec:
                 stderr=True,
                 stdin=False,
                 tty=False,
-                user=SANDBOX_USER,
+                user=user,
                 workdir=workdir,
+                environment=environment,
             )["Id"]
             sock: Any = api.exec_start(exec_id, socket=True)
             # The client's own read timeout (60 s) would cut a command that is merely quiet

@@ -1,7 +1,11 @@
 """The local backend: a throw-away directory and subprocesses. It does NOT isolate anything.
 
 Model code runs with the user's privileges and network. It exists for machines with no
-Docker engine, is chosen only explicitly (or by `demo`), and says so loudly.
+Docker engine, is chosen only explicitly (or by `demo`), and says so loudly, naming what it
+cannot rule out (`INTEGRITY_GAPS`): the harness and the candidate run as the same user, so the
+candidate can forge the judge's report, do work where the meters do not look, and keep state
+wherever the user can write. The harness still does what it can: fresh trees, emptied home and
+temporary directories, its own descendants found and killed, their CPU time counted.
 """
 
 from __future__ import annotations
@@ -25,24 +29,38 @@ from selfcode.sandbox.staging import unpack_tree
 
 MAX_OUTPUT = 8 * 1024 * 1024
 PREFIX = "selfcode-local-"
+INTEGRITY_GAPS = (
+    "forged reports: candidate code runs as the same user as the judge, so it can signal the "
+    "harness, read its files and environment and write its report",
+    "hidden work: processes that leave the harness's process tree (or run on another machine "
+    "account) are neither measured nor killed",
+    "carried state: only the sandbox's own home and temporary directories are emptied; /tmp, "
+    "/dev/shm and the user's files are shared between runs",
+)
 WARNING = (
     "The local sandbox does not isolate: model-written code runs as you, with your files and "
-    "network. Use the Docker sandbox for anything but trusted experiments."
+    "network. It cannot rule out " + "; ".join(INTEGRITY_GAPS) + ". Use the Docker sandbox "
+    "for anything but trusted experiments."
 )
 
 
 class LocalSandbox:
     kind = "local"
     isolated = False
+    candidate_user: str | None = None
+    cpu_meter = "rusage"
+    integrity_gaps: tuple[str, ...] = INTEGRITY_GAPS
 
     def __init__(self, harness_dir: Path, python: str | None = None) -> None:
         sweep_dead_sandboxes()
         self._dir = Path(tempfile.mkdtemp(prefix=PREFIX))
         # Owner pid, so a later run can tell this directory from a live one after a SIGKILL.
         (self._dir / "owner").write_text(str(os.getpid()))
-        for sub in ("in", "w", "home", "tmp"):
+        for sub in ("in", "w", "home", "tmp", "judge"):
             (self._dir / sub).mkdir()
         self.root = str(self._dir / "w")
+        self.judge_dir = str(self._dir / "judge")
+        self.fresh_dirs = tuple(str(self._dir / sub) for sub in ("w", "home", "tmp"))
         self.python = python or sys.executable
         self.harness = str(harness_dir / "harness.py")
         self.inbox = str(self._dir / "in")
@@ -79,7 +97,9 @@ class LocalSandbox:
         timeout: float,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
+        judge: bool = False,
     ) -> ExecResult:
+        # `judge` changes nothing here: there is no other user to run the harness as.
         start = time.perf_counter()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
@@ -117,7 +137,7 @@ class LocalSandbox:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            shutil.rmtree(self._dir, ignore_errors=True)
+            _remove(self._dir)
 
     def __enter__(self) -> Self:
         return self
@@ -140,9 +160,18 @@ def sweep_dead_sandboxes(parent: Path | None = None) -> list[Path]:
         except (OSError, ValueError):
             continue  # not ours, or not finished being created: leave it alone
         if not pid_alive(owner):
-            shutil.rmtree(path, ignore_errors=True)
+            _remove(path)
             removed.append(path)
     return removed
+
+
+def _remove(directory: Path) -> None:
+    """Remove a sandbox directory, the harness's read-only trees in it included."""
+    for path in directory.rglob("*"):
+        if path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.chmod(0o700)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _kill_group(pid: int) -> None:

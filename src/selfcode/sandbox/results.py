@@ -1,20 +1,37 @@
-"""What the harness reports, parsed as untrusted input: bounded, typed, or rejected."""
+"""What the harness reports, parsed as untrusted input: authenticated, complete, or rejected.
+
+A report counts only when the harness exited 0 and its last line is the expected JSON carrying
+the nonce the host gave it (no candidate process can read that nonce); a benchmark report must
+also be complete: every announced benchmark, as many samples as announced (fewer only up to a
+failure), every sample finite and positive. Anything else raises `JudgeReportError`, which the
+judge turns into a rejection of the candidate, never an acceptance.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from selfcode.errors import SandboxError
+from selfcode.errors import JudgeReportError
+from selfcode.sandbox.base import ExecResult
 
 MAX_REPORT_BYTES = 4 * 1024 * 1024
-T = TypeVar("T", bound=BaseModel)
+T = TypeVar("T", bound="Report")
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "missing"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Report(_Strict):
+    """The envelope of every report: which command answered, with which nonce."""
+
+    kind: str
+    nonce: str
 
 
 class TestsRun(_Strict):
@@ -26,6 +43,10 @@ class TestsRun(_Strict):
     collected: list[str] | None = Field(default=None, max_length=200_000)
     outcomes: dict[str, Outcome] | None = None
     junit_cases: int | None = None
+    tampered: str | None = Field(default=None, max_length=2_000)
+    """Why the run's evidence contradicts itself (the harness then reports no outcomes)."""
+    leftover_processes: int = 0
+    """Processes the tests left running after pytest exited (killed by the harness)."""
     output_tail: str = Field(default="", max_length=20_000)
     stderr_tail: str = Field(default="", max_length=20_000)
 
@@ -52,6 +73,7 @@ class BenchSamples(_Strict):
     b: list[float]
     output: dict[str, BenchOutput] = Field(default_factory=dict)
     failure: str | None = None
+    tampered: str | None = Field(default=None, max_length=2_000)
     resources: dict[Literal["a", "b"], dict[Literal["cpu", "wall", "rss"], list[float]]] = Field(
         default_factory=dict)
     """Per side, per resource, one value per counted run (CPU s, wall s, peak RSS KiB)."""
@@ -66,20 +88,81 @@ class BenchSamples(_Strict):
 class Probe(_Strict):
     python: str
     valgrind: bool
+    demoted: bool = False
+    """True when candidate processes run as another uid than the harness."""
+    cpu_meter: str = "rusage"
+
+
+class TestsReport(Report, TestsRun):
+    kind: Literal["tests"]
 
 
 class BenchRun(_Strict):
     benchmarks: list[BenchSamples]
 
 
-def parse_report(raw: bytes, model: type[T], what: str) -> T:
+class BenchReport(Report, BenchRun):
+    kind: Literal["bench"]
+
+
+class ProbeReport(Report, Probe):
+    kind: Literal["probe"]
+
+
+class TreeReport(Report):
+    """`seal` and `apply`: whether the tree was made, and what git said."""
+
+    kind: Literal["seal", "apply"]
+    ok: bool
+    message: str = Field(default="", max_length=10_000)
+
+
+def parse_report(result: ExecResult, model: type[T], nonce: str) -> T:
+    """The report of a harness run that exited 0 and carries `nonce`; else JudgeReportError."""
+    raw = result.stdout
     if len(raw) > MAX_REPORT_BYTES:
-        raise SandboxError(f"The harness's {what} report is larger than allowed; it was discarded.")
+        raise JudgeReportError("the report is larger than allowed")
     lines = raw.strip().splitlines()
+    if result.exit_code != 0 or result.killed_reason:
+        why = result.killed_reason or f"exit code {result.exit_code}"
+        detail = result.stderr.decode("utf-8", "replace").strip()[-300:]
+        raise JudgeReportError(f"the harness failed ({why}) {detail}".strip())
     if not lines:
-        raise SandboxError(f"The harness printed no {what} report.")
+        raise JudgeReportError("the harness printed no report")
     try:
-        return model.model_validate_json(lines[-1])
+        report = model.model_validate_json(lines[-1])
     except ValidationError as exc:
-        problem = exc.errors()[0]["msg"]
-        raise SandboxError(f"The harness's {what} report is malformed: {problem}.") from exc
+        raise JudgeReportError(f"the report is malformed ({exc.errors()[0]['msg']})") from exc
+    if report.nonce != nonce:
+        raise JudgeReportError("the report does not carry the nonce the harness was given")
+    return report
+
+
+def check_complete(run: BenchRun, names: Sequence[str], pairs: int, metric: str) -> None:
+    """Every announced benchmark, every sample; raises JudgeReportError for any gap."""
+    if [b.name for b in run.benchmarks] != list(names):
+        raise JudgeReportError("the benchmark report does not list the benchmarks it was asked")
+    for bench in run.benchmarks:
+        if bench.tampered:
+            raise JudgeReportError(f"benchmark {bench.name}: {bench.tampered}")
+        problem = _samples_problem(bench, pairs, metric)
+        if problem:
+            raise JudgeReportError(f"benchmark {bench.name}: {problem}")
+
+
+def _samples_problem(bench: BenchSamples, pairs: int, metric: str) -> str | None:
+    if bench.metric != metric:
+        return f"measured {bench.metric}, not {metric}"
+    sides = (bench.a, bench.b)
+    if bench.failure is None and any(len(s) != pairs for s in sides):
+        return f"{len(bench.a)} and {len(bench.b)} samples where {pairs} pairs were announced"
+    if any(len(s) > pairs for s in sides):
+        return "more samples than announced"
+    for side, samples in (("a", bench.a), ("b", bench.b)):
+        used = bench.resources.get(side, {})  # type: ignore[call-overload]
+        columns = [samples, *(used.get(r, []) for r in ("cpu", "wall", "rss"))]
+        if any(len(c) != len(samples) for c in columns):
+            return f"side {side} lacks CPU, wall time or memory for some samples"
+        if not all(math.isfinite(x) and x > 0 for c in columns for x in c):
+            return f"side {side} has a sample that is zero, negative or not finite"
+    return None

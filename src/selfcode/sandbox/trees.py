@@ -1,22 +1,41 @@
 """Baseline and candidate trees inside any sandbox, and the frozen harness run over them.
 
-The baseline is unpacked read-only in the sandbox's inbox, so candidate code (which runs as
-the same user as the harness) cannot slow it down by editing it; the candidate is a writable
-copy in `{root}`. Their paths have equal length, so nothing that depends on path length tells
-them apart. Each candidate starts as a fresh copy of the baseline, patched inside the sandbox.
+Every step runs the harness as the judge (`Sandbox.exec(judge=True)`: root in the docker
+sandbox, which starts each candidate process demoted to the candidate uid). The harness keeps
+both trees in `{judge_dir}/trees/a` and `.../b`, laid out alike (same path length, same modes)
+and read-only to candidate processes: `load_baseline` seals the staged baseline there, `apply`
+patches a copy of it as the candidate uid and seals the result. Tests run in a fresh copy owned
+by the candidate uid, removed afterwards; benchmarks run in the sealed trees themselves, each
+process from a fresh /tmp, $HOME and /dev/shm.
+
+Each harness run gets a fresh nonce in its environment (never on a command line, and no
+candidate process can read the judge's environment); a report without it, from a harness that
+did not exit 0, or incomplete, raises `JudgeReportError`.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
+import secrets
 from dataclasses import dataclass
 from itertools import count
 
-from selfcode.errors import SandboxError
-from selfcode.sandbox.base import ExecResult, Sandbox
-from selfcode.sandbox.results import BenchRun, Probe, TestsRun, parse_report
+from selfcode.errors import JudgeReportError, SandboxError
+from selfcode.sandbox.base import Sandbox
+from selfcode.sandbox.results import (
+    BenchReport,
+    BenchRun,
+    Probe,
+    ProbeReport,
+    T,
+    TestsReport,
+    TestsRun,
+    TreeReport,
+    check_complete,
+    parse_report,
+)
 
+NONCE_ENV = "SELFCODE_REPORT_NONCE"
 _HARNESS_GRACE = 30.0
 
 
@@ -31,68 +50,83 @@ class Trees:
     def __init__(self, sandbox: Sandbox, timeout: float) -> None:
         self.sandbox = sandbox
         self.timeout = timeout
-        inbox, root = len(sandbox.inbox) + 1, len(sandbox.root) + 1
-        self._a_name = "a" * max(1, root + 1 - inbox)
-        self.a = f"{sandbox.inbox}/{self._a_name}"
-        self.b = f"{sandbox.root}/{'b' * max(1, inbox + 1 - root)}"
-        assert len(self.a) == len(self.b)
+        self.a = f"{sandbox.judge_dir}/trees/a"
+        self.b = f"{sandbox.judge_dir}/trees/b"
         self._names = count(1)
 
-    def _sh(self, script: str, timeout: float | None = None) -> ExecResult:
-        return self.sandbox.exec(["sh", "-c", script], timeout=timeout or self.timeout)
+    def harness_options(self) -> list[str]:
+        """The options every harness command needs in this sandbox."""
+        box = self.sandbox
+        options = ["--judge-dir", box.judge_dir, "--cpu-meter", box.cpu_meter]
+        if box.candidate_user:
+            options += ["--user", box.candidate_user]
+        for path in box.fresh_dirs:
+            options += ["--fresh", path]
+        return options
+
+    def _harness(self, command: str, args: list[str], model: type[T],
+                 timeout: float) -> tuple[T, float]:
+        nonce = secrets.token_hex(16)
+        argv = [self.sandbox.python, self.sandbox.harness, command, *self.harness_options(), *args]
+        result = self.sandbox.exec(argv, timeout=timeout, env={NONCE_ENV: nonce}, judge=True)
+        if result.timed_out or result.killed_reason:
+            raise JudgeReportError(
+                f"the harness was killed by the sandbox ({result.killed_reason or 'timeout'})")
+        return parse_report(result, model, nonce), result.duration
 
     def load_baseline(self, tar: bytes) -> None:
         """Replace the baseline with the files of `tar` (the tracked files of a commit)."""
-        self.sandbox.stage_tree(self._a_name, tar)
-        result = self._sh(f"rm -rf {shlex.quote(self.b)}")
-        if not result.ok:
-            detail = result.stderr.decode("utf-8", "replace").strip()[-300:]
-            raise SandboxError(f"Could not reset the candidate tree in the sandbox: {detail}")
+        staged = self.sandbox.stage_tree("baseline", tar)
+        report, _ = self._harness("seal", ["--src", staged, "--tree", "a", "--drop", "b"],
+                                  TreeReport, self.timeout + _HARNESS_GRACE)
+        if not report.ok:
+            raise SandboxError(f"Could not load the baseline in the sandbox: {report.message}")
 
     def apply(self, diff: str) -> ApplyResult:
-        """Reset the candidate to the baseline and apply `diff` to it; the baseline stays."""
+        """Make the candidate a copy of the baseline with `diff` applied; the baseline stays."""
         staged = self.sandbox.stage(f"candidate-{next(self._names)}.diff", diff.encode("utf-8"))
-        a, b, q = shlex.quote(self.a), shlex.quote(self.b), shlex.quote(staged)
-        result = self._sh(
-            f"rm -rf {b} && cp -a {a} {b} && cd {b} && git apply --whitespace=nowarn {q}"
-        )
-        message = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
-        return ApplyResult(result.ok, message[-1000:], result.duration)
+        report, duration = self._harness(
+            "apply", ["--base", "a", "--tree", "b", "--diff", staged,
+                      "--timeout", str(self.timeout)], TreeReport, self.timeout + _HARNESS_GRACE)
+        return ApplyResult(report.ok, report.message[-1000:], duration)
 
     def reset_candidate(self) -> None:
         """Make the candidate an exact copy of the baseline (for A/A checks)."""
-        b, a = shlex.quote(self.b), shlex.quote(self.a)
-        result = self._sh(f"rm -rf {b} && cp -a {a} {b}")
-        if not result.ok:
+        report, _ = self._harness("seal", ["--src", self.a, "--tree", "b"], TreeReport,
+                                  self.timeout + _HARNESS_GRACE)
+        if not report.ok:
             raise SandboxError("Could not reset the candidate tree in the sandbox.")
 
     def run_tests(self, side: str, pytest_args: list[str] | None = None) -> TestsRun:
-        tree = self.a if side == "a" else self.b
-        argv = [self.sandbox.python, self.sandbox.harness, "tests", "--tree", tree,
-                "--timeout", str(self.timeout), "--", *(pytest_args or [])]
-        result = self.sandbox.exec(argv, timeout=self.timeout + _HARNESS_GRACE)
+        """The tests of one tree; JudgeReportError when the run's evidence was tampered with."""
+        nonce = secrets.token_hex(16)
+        argv = [self.sandbox.python, self.sandbox.harness, "tests", *self.harness_options(),
+                "--tree", "a" if side == "a" else "b", "--timeout", str(self.timeout),
+                "--", *(pytest_args or [])]
+        result = self.sandbox.exec(argv, timeout=self.timeout + _HARNESS_GRACE,
+                                   env={NONCE_ENV: nonce}, judge=True)
         if result.killed_reason and result.killed_reason != "timeout":
             return TestsRun(exit_code=-9, timed_out=False, duration=result.duration,
                             stderr_tail=f"killed: {result.killed_reason}")
         if result.timed_out:
             return TestsRun(exit_code=-9, timed_out=True, duration=result.duration)
-        return parse_report(result.stdout, TestsRun, "tests")
+        report = parse_report(result, TestsReport, nonce)
+        if report.tampered:
+            raise JudgeReportError(f"tests: {report.tampered}")
+        return TestsRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
 
     def run_benchmarks(self, spec: dict[str, list[str]], pairs: int, seed: int,
                        metric: str = "cpu_time", aa: bool = False) -> BenchRun:
         """Measure baseline against candidate, or against itself when `aa` (noise calibration)."""
-        argv = [self.sandbox.python, self.sandbox.harness, "bench", "--a", self.a,
-                "--b", self.a if aa else self.b, "--spec", json.dumps(spec),
+        args = ["--a", "a", "--b", "a" if aa else "b", "--spec", json.dumps(spec),
                 "--pairs", str(pairs), "--seed", str(seed), "--timeout", str(self.timeout),
                 "--metric", metric]
         budget = (2 * pairs + 2) * len(spec) * self.timeout + _HARNESS_GRACE
-        result = self.sandbox.exec(argv, timeout=budget)
-        if result.timed_out or result.killed_reason:
-            reason = result.killed_reason or "timeout"
-            raise SandboxError(f"The benchmark run was killed by the sandbox ({reason}).")
-        return parse_report(result.stdout, BenchRun, "benchmark")
+        report, _ = self._harness("bench", args, BenchReport, budget)
+        run = BenchRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
+        check_complete(run, list(spec), pairs, metric)
+        return run
 
     def probe(self) -> Probe:
-        result = self.sandbox.exec([self.sandbox.python, self.sandbox.harness, "probe"],
-                                   timeout=60)
-        return parse_report(result.stdout, Probe, "probe")
+        report, _ = self._harness("probe", [], ProbeReport, 60)
+        return Probe.model_validate(report.model_dump(exclude={"kind", "nonce"}))
