@@ -28,6 +28,7 @@ from selfcode.git.lock import RepoLock
 from selfcode.git.store import GitStore
 from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import HISTORY_FILE, History, new_run_id
+from selfcode.history.rows import RunRow
 from selfcode.llm import LLM, make_llm
 from selfcode.prompt.context import Attempt
 from selfcode.resources import examples_dir
@@ -134,10 +135,7 @@ def _reopen(store: GitStore, history: History, archive: Archive, settings: Setti
             observer: Observer) -> Opened:
     """Settle what the interrupted run left in flight and give it back its counts."""
     run_id = archive.run_id
-    previous = history.run(run_id)
-    if previous is None:
-        raise SelfcodeError(f"There is no run {run_id} in this repository's history; "
-                            "`selfcode runs` lists them.")
+    previous = _recorded_run(history, run_id)
     if store.remove_run_worktree(run_id):
         observer.event("note", f"Removed the worktree left by interrupted run {run_id}.")
     worktree = store.open_run(run_id)
@@ -220,13 +218,20 @@ def _base_commit(store: GitStore, worktree: RunWorktree, resume: str | None) -> 
     return own[-1] if own else worktree.head()
 
 
+def _recorded_run(history: History, run_id: str) -> RunRow:
+    """Run `run_id` as the history recorded it; a sentence for the user when there is none."""
+    row = history.run(run_id)
+    if row is None:
+        raise SelfcodeError(f"There is no run {run_id} in this repository's history; "
+                            "`selfcode runs` lists them.")
+    return row
+
+
 def resume_settings(path: Path, run_id: str, overrides: dict[str, Any]) -> Settings:
     """The settings run `run_id` was started with, with the flags given now on top."""
     store = GitStore(path)
     with History(store.state_dir() / HISTORY_FILE) as history:
-        if history.run(run_id) is None:
-            raise SelfcodeError(f"There is no run {run_id} in this repository's history; "
-                                "`selfcode runs` lists them.")
+        _recorded_run(history, run_id)
         stored = history.run_settings(run_id)
     if stored is None:
         return load_settings(store.root, overrides)
