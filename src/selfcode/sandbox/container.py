@@ -13,6 +13,13 @@ root: the `kill -9 -1` of each uid-1000 command (see execution.py) cannot take t
 down, and an exec as root gets the three capabilities only when the container's user is root
 (the engine gives an exec the capabilities of the container's own process).
 
+The judge and the judged: selfcode's harness alone runs as root (`exec(judge=True)`), and the
+three capabilities are what it needs to start every candidate process as uid 1000 and to kill
+them all. A uid-1000 process has no capability (no-new-privileges: none can be gained), so it
+cannot signal or ptrace the harness nor read its /proc fds or environment. /judge is root's
+(0755; the harness keeps its private files in a 0700 directory there and the judged trees
+read-only), so a candidate can neither forge the evidence nor change a tree between runs.
+
 Files come in through `stage()` into a private host directory bind-mounted READ-ONLY at /in
 (put_archive cannot write into tmpfs mounts reliably, and a read-only bind mount lets nothing
 flow back to the host); selfcode's harness directory is bind-mounted read-only at /opt/selfcode.
