@@ -215,7 +215,7 @@ def test_errors_keep_their_exit_code_interrupts_are_130_and_bugs_say_so(monkeypa
     assert result.exit_code == 130 and "Interrupted" in result.stderr
     monkeypatch.setattr(selfcode.doctor, "run_checks", raising(ZeroDivisionError("[bold]x")))
     result = runner.invoke(app, ["doctor"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     line = result.stderr.strip()
     assert "ZeroDivisionError: [bold]x" in line and "this is a bug in selfcode" in line
     assert "report it" in line and len(line.splitlines()) == 1

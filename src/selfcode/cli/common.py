@@ -2,9 +2,10 @@
 
 Every command runs its work inside `errors()`, so a failure looks and exits the same whatever
 command hit it: an expected failure (`SelfcodeError`) is its own one sentence and its own
-exit code, Ctrl-C is 130, and anything else is reported as the bug it is, exit 1. Messages are
-printed as plain text, never as Rich markup: they quote config keys such as
-`[tool.selfcode.gate]` and user paths, which markup would eat or choke on.
+exit code, Ctrl-C is 130, and anything else is reported as the bug it is, exit 2 (no verdict,
+as `eval` promises: 1 means rejected). Messages are printed as plain text, never as Rich
+markup: they quote config keys such as `[tool.selfcode.gate]` and user paths, which markup
+would eat or choke on.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from selfcode.errors import SelfcodeError
 err = Console(stderr=True)
 
 INTERRUPTED = "Interrupted."
-BUG_EXIT = 1
+# A bug gives no verdict: 2, like every other "no verdict" (eval keeps 1 for "rejected").
+BUG_EXIT = 2
 INTERRUPT_EXIT = 130
 # Where a bug report goes when the installed metadata names no tracker.
 FALLBACK_TRACKER = "the issue tracker of selfcode's source repository"
