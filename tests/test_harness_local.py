@@ -2,14 +2,24 @@
 
 import json
 import os
+import sys
 
 import pytest
 
+from selfcode.errors import JudgeReportError
+from selfcode.gate.config import GateConfig
+from selfcode.gate.judge import Judge
 from selfcode.resources import harness_dir
-from selfcode.sandbox.local import LocalSandbox
-from selfcode.sandbox.trees import Trees
+from selfcode.sandbox.base import ExecResult
+from selfcode.sandbox.local import INTEGRITY_GAPS, WARNING, LocalSandbox
+from selfcode.sandbox.results import ProbeReport, check_complete, parse_report
+from selfcode.sandbox.trees import NONCE_ENV, Trees
 
-from repos import LIB, SMALL_REPO, TESTS, tar_of
+from repos import LIB, SMALL_REPO, TESTS, git, make_repo, tar_of, unified_diff
+
+# The harness's own modules (stdlib only), for its evidence rules.
+sys.path.insert(0, str(harness_dir()))
+from selfcode_evidence import count_instructions, parse_stream
 
 
 @pytest.fixture
@@ -119,3 +129,188 @@ def test_leftovers_of_dead_runs_are_swept(tmp_path):
     (tmp_path / f"{PREFIX}foreign").mkdir()  # no owner file: not ours to judge
     assert sweep_dead_sandboxes(tmp_path) == [tmp_path / f"{PREFIX}dead"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{PREFIX}foreign", f"{PREFIX}live"]
+
+
+# --- the judge's evidence: authenticated, complete, consistent ---------------------------------
+
+BENCH = "import lib\nprint(lib.total(range(20000)))\n"
+
+
+def _probe(trees, nonce):
+    return trees.sandbox.exec([trees.sandbox.python, trees.sandbox.harness, "probe",
+                               *trees.harness_options()], timeout=60, env={NONCE_ENV: nonce})
+
+
+def test_a_report_counts_only_with_its_nonce_and_a_clean_exit(trees):
+    result = _probe(trees, "nonce-1")
+    assert parse_report(result, ProbeReport, "nonce-1").kind == "probe"
+    with pytest.raises(JudgeReportError, match="nonce"):
+        parse_report(result, ProbeReport, "nonce-2")
+    failed = ExecResult(exit_code=1, stdout=result.stdout, stderr=b"", duration=0.1)
+    with pytest.raises(JudgeReportError, match="tampered with or lost: the harness failed"):
+        parse_report(failed, ProbeReport, "nonce-1")
+    silent = ExecResult(exit_code=0, stdout=b"", stderr=b"", duration=0.1)
+    with pytest.raises(JudgeReportError, match="no report"):
+        parse_report(silent, ProbeReport, "nonce-1")
+    assert b"nonce-1" not in _probe(trees, "nonce-3").stdout
+
+
+def test_an_incomplete_benchmark_report_is_tampering(trees):
+    trees.load_baseline(tar_of({**SMALL_REPO, "benchmarks/bench_total.py": BENCH}))
+    spec = {"total": [trees.sandbox.python, "benchmarks/bench_total.py"]}
+    run = trees.run_benchmarks(spec, pairs=2, seed=1, aa=True)
+    check_complete(run, ["total"], 2, "cpu_time")
+    (bench,) = run.benchmarks
+    broken = {
+        "a zero sample": bench.model_copy(update={"a": [0.0, bench.a[1]]}),
+        "a missing sample": bench.model_copy(update={"b": bench.b[:1]}),
+        "an infinite cpu": bench.model_copy(update={"resources": {
+            "a": {**bench.resources["a"], "cpu": [float("inf"), 1.0]}, "b": bench.resources["b"]}}),
+        "no memory figures": bench.model_copy(update={"resources": {"a": bench.resources["a"]}}),
+        "a flagged log": bench.model_copy(update={"tampered": "b: forged"}),
+    }
+    for what, samples in broken.items():
+        with pytest.raises(JudgeReportError):
+            check_complete(run.model_copy(update={"benchmarks": [samples]}), ["total"], 2,
+                           "cpu_time")
+        assert what
+    with pytest.raises(JudgeReportError, match="does not list"):
+        check_complete(run, ["total", "other"], 2, "cpu_time")
+
+
+def test_instruction_logs_count_every_process_once():
+    log = (b"==10== Command: python bench.py\n==10== \n--10-- Reading syms\n"
+           b"==11== embedded gdbserver: reading\n==11== I   refs:      5,000\n"
+           b"==12== Command: /bin/true\n==12== I   refs:      100\n"
+           b"==10== I   refs:      1,000,000\n")
+    count = count_instructions(log, 10)
+    assert (count.instructions, count.processes, count.problem) == (1_005_100.0, 3, None)
+    for forged, problem in [
+        (log + b"**10** ==10== I   refs: 1\n", "did not write"),
+        (log + b"==10== I   refs:      1\n", "2 instruction counts"),
+        (log + b"==13== embedded gdbserver: reading\n", "0 instruction counts"),
+        (log.replace(b"==12== I   refs:      100\n", b"==12== Command: /bin/sh\n"
+                     b"==12== I   refs:      100\n"), "exec'd"),
+        (b"==10== I   refs:      1\n", "0 headers"),
+        (log + b"I refs: 1\n", "did not write"),
+    ]:
+        assert problem in (count_instructions(forged, 10).problem or ""), forged
+
+
+def test_test_streams_are_append_only_stories():
+    good = (b'{"t":"collected","ids":["t.py::a"]}\n'
+            b'{"t":"report","id":"t.py::a","when":"call","outcome":"passed","xfail":false}\n'
+            b'{"t":"finish","exit":0}\n')
+    stream = parse_stream(good)
+    assert stream.problem is None and stream.outcomes() == {"t.py::a": "passed"}
+    assert parse_stream(good[:-1]).problem  # cut mid-record
+    assert "after the end" in (parse_stream(good + good.splitlines(True)[1]).problem or "")
+    assert "second call" in (parse_stream(good.replace(b'{"t":"finish"', good.splitlines(
+        True)[1].rstrip(b"\n") + b'\n{"t":"finish"')).problem or "")
+    early = good.splitlines(True)[1] + good
+    assert "malformed report" in (parse_stream(early).problem or "")
+    assert parse_stream(good.splitlines(True)[0]).outcomes() is None  # never finished: lost
+
+
+JUNIT_AT_EXIT = '''import atexit, os, sys
+
+def forge():
+    path = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--junitxml="))
+    with open(path, "w") as fh:
+        fh.write('<testsuites><testsuite><testcase classname="tests.test_x" name="test_ok"/>'
+                 '</testsuite></testsuites>')
+    os._exit(0)
+
+atexit.register(forge)
+
+def test_ok():
+    assert False
+'''
+
+STREAM_AT_EXIT = '''import atexit, os, stat
+
+def forge():
+    for fd in range(3, 2048):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, b'{"t":"report","id":"tests/test_x.py::test_ok","when":"call",'
+                             b'"outcome":"passed","xfail":false}\\n')
+        except OSError:
+            pass
+
+atexit.register(forge)
+
+def test_ok():
+    assert False
+'''
+
+
+@pytest.mark.parametrize("attack, problem", [
+    (JUNIT_AT_EXIT, "pytest exited with code 0 after reporting 1"),
+    (STREAM_AT_EXIT, "a record after the end of the session"),
+], ids=["junit-rewritten-at-exit", "stream-written-at-exit"])
+def test_evidence_changed_after_the_session_is_tampering(trees, attack, problem):
+    trees.load_baseline(tar_of({"tests/test_x.py": attack}))
+    with pytest.raises(JudgeReportError, match=problem):
+        trees.run_tests("a")
+
+
+def test_the_judge_rejects_a_tampered_report_and_never_raises(tmp_path):
+    repo = make_repo(tmp_path / "repo", SMALL_REPO)
+    forged = JUNIT_AT_EXIT.split("\ndef test_ok", 1)[0] + "\n\n"
+    diff = unified_diff(repo, {"lib.py": forged + LIB.replace("result = 0", "result = 1")})
+    assert git(repo, "status", "--porcelain") == ""
+    with LocalSandbox(harness_dir()) as box:
+        judge = Judge(Trees(box, timeout=60),
+                      GateConfig(judge="fix", refuse_context_probes=False), {})
+        judge.set_baseline(tar_of(SMALL_REPO))
+        verdict = judge.judge(diff)
+    assert verdict.status == "rejected"
+    assert verdict.reasons[0].startswith("the judge's report was tampered with or lost: tests:")
+
+
+DETACHED = '''import os, sys
+read_end, write_end = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.dup2(write_end, 1)
+        os.execv(sys.executable, [sys.executable, "-c", "print(sum(range(3_000_000)))"])
+    os._exit(0)
+os.close(write_end)
+os.wait()
+while os.read(read_end, 100):
+    pass
+print("done")
+'''
+OUTLIVES = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\nprint(1)\n"
+FRESH = '''import os
+found = [d for d in ("HOME", "TMPDIR") if os.path.exists(os.path.join(os.environ[d], "m"))]
+for d in ("HOME", "TMPDIR"):
+    open(os.path.join(os.environ[d], "m"), "w").close()
+print("found:", found)
+'''
+
+
+def _one(trees, code, pairs=2):
+    trees.load_baseline(tar_of({"benchmarks/bench_x.py": code}))
+    run = trees.run_benchmarks({"x": [trees.sandbox.python, "benchmarks/bench_x.py"]},
+                               pairs=pairs, seed=1, aa=True)
+    return run.benchmarks[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreaper and /proc: Linux")
+def test_local_harness_counts_detached_work_and_kills_leftovers(trees):
+    inline = _one(trees, "print(sum(range(3_000_000)))\n")
+    detached = _one(trees, DETACHED)
+    assert detached.failure is None, detached.failure
+    assert min(detached.a) > 0.8 * min(inline.a)  # the orphaned worker's CPU is counted
+    outlives = _one(trees, OUTLIVES)
+    assert outlives.failure and "left processes running" in outlives.failure
+    assert _one(trees, FRESH).output["a"].head == "found: []\n"
+
+
+def test_the_local_sandbox_names_what_it_cannot_rule_out():
+    assert len(INTEGRITY_GAPS) == 3 and LocalSandbox.integrity_gaps == INTEGRITY_GAPS
+    for gap in ("forged reports", "hidden work", "carried state"):
+        assert gap in WARNING
