@@ -6,6 +6,7 @@ paths, applied inside the sandbox, run through the frozen harness, and the gate 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import time
@@ -13,7 +14,14 @@ from collections.abc import Callable
 from fnmatch import fnmatchcase
 
 from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
-from selfcode.errors import ConfigError, EditError, JudgeReportError, PolicyError, SandboxError
+from selfcode.errors import (
+    ConfigError,
+    EditError,
+    JudgeReportError,
+    PolicyError,
+    SandboxBroken,
+    SandboxError,
+)
 from selfcode.gate.config import GateConfig
 from selfcode.gate.gitpatch import GitBaseline
 from selfcode.gate.measure import Calibration, calibrate, measure
@@ -59,7 +67,10 @@ class Judge:
         benchmarks: dict[str, list[str]],
         progress: Progress = lambda _msg: None,
         sandbox_start: float = 0.0,
+        reopen: Callable[[], Sandbox] | None = None,
     ) -> None:
+        """`reopen` opens a fresh sandbox, for when a candidate has broken the current one;
+        without it a broken sandbox stays broken and the next command says so."""
         self.trees = trees
         self.config = config
         self.benchmarks = benchmarks
@@ -75,6 +86,9 @@ class Judge:
         self.quarantined: set[str] = set()
         self._baseline_tests: TestsRun | None = None
         self._git: GitBaseline | None = None
+        self._baseline_tar: bytes | None = None
+        self._reopen = reopen
+        self._broken: str | None = None
         self._seed = 0
 
     def fork(self, sandbox: Sandbox, sandbox_start: float = 0.0) -> Judge:
@@ -85,7 +99,8 @@ class Judge:
         were found flaky. Its baseline still has to be set and tested there.
         """
         twin = Judge(Trees(sandbox, self.trees.timeout), self.config, self.benchmarks,
-                     progress=self.progress, sandbox_start=sandbox_start)
+                     progress=self.progress, sandbox_start=sandbox_start,
+                     reopen=self._reopen)
         twin.calibration = self.calibration
         twin.quarantined = set(self.quarantined)
         return twin
@@ -93,6 +108,8 @@ class Judge:
     def set_baseline(self, tar: bytes, runs: int = 1) -> TestsRun:
         """Load the tree every candidate is compared with and run its tests; tests whose
         outcome varies between the `runs` runs are quarantined for the rest of the run."""
+        self._healthy_sandbox()
+        self._baseline_tar = tar
         self.trees.load_baseline(tar)
         if self._git is not None:
             self._git.close()
@@ -128,9 +145,27 @@ class Judge:
             "sandbox": self.trees.sandbox.kind, **fields,
         })
 
+    def _healthy_sandbox(self) -> None:
+        """Replace a sandbox that the last candidate broke before anything else runs in it.
+
+        Otherwise the next, innocent candidate would be the one rejected for it. The new
+        sandbox gets the same baseline tree; its tests, calibration and quarantine stand.
+        """
+        broken = self._broken or self.trees.sandbox.broken
+        if not broken or self._reopen is None:
+            return
+        self.progress("replacing the sandbox the last candidate broke")
+        with contextlib.suppress(SandboxError):
+            self.trees.sandbox.close()
+        self.trees = Trees(self._reopen(), self.trees.timeout)
+        self._broken = None
+        if self._baseline_tar is not None:
+            self.trees.load_baseline(self._baseline_tar)
+
     def judge(self, diff: str) -> Verdict:
         if self._baseline_tests is None or self._git is None:
             raise RuntimeError("set_baseline() must run before judge()")
+        self._healthy_sandbox()
         start = time.perf_counter()
         timings = {"sandbox_start": round(self.sandbox_start, 4)}
 
@@ -171,6 +206,10 @@ class Judge:
         except JudgeReportError as exc:
             # Forged, inconsistent or lost evidence: never an acceptance, never a traceback.
             return done("rejected", [str(exc)], summary)
+        except SandboxBroken as exc:
+            # What ran in the sandbox killed or wedged it: the candidate's fault, not the run's.
+            self._broken = str(exc)
+            return done("rejected", [f"the candidate broke its sandbox: {exc}"], summary)
 
     def _in_sandbox(self, diff: str, summary: PatchSummary, timings: dict[str, float],
                     done: Callable[..., Verdict]) -> Verdict:
@@ -247,6 +286,7 @@ class Judge:
         if self.calibration is None:
             return False
         self.progress("A/A sentinel")
+        self._healthy_sandbox()
         self.trees.reset_candidate()
         self._seed += 1
         result = measure(self.trees, self.benchmarks, self.calibration, self.config,

@@ -57,12 +57,12 @@ DEMO_REPLAY = "demo-replies.jsonl"
 
 
 def _judge_in(sandbox: Sandbox, settings: Settings, files: list[str], started: float,
-              observer: Observer) -> Judge:
+              observer: Observer, reopen: Callable[[], Sandbox] | None = None) -> Judge:
     trees = Trees(sandbox, settings.sandbox.timeout)
     benchmarks = discover_benchmarks(files, settings.gate, sandbox.python)
     return Judge(trees, settings.gate, benchmarks,
                  progress=lambda msg: observer.event("phase", msg),
-                 sandbox_start=time.perf_counter() - started)
+                 sandbox_start=time.perf_counter() - started, reopen=reopen)
 
 
 def improve(path: Path, settings: Settings, observer: Observer, llm: LLM | None = None,
@@ -163,9 +163,17 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSum
     status, stop = "failed", "error"
     try:
         t0 = time.perf_counter()
-        with open_sandbox(run.settings.sandbox, run.store.state_dir(), run.run_id, deps,
-                          run.observer) as sandbox:
-            stop = _agent(opened, llm, sandbox, deps, t0).run()
+        with contextlib.ExitStack() as sandboxes:
+            def reopen() -> Sandbox:
+                """A fresh sandbox, when a candidate broke the current one (closed at the end
+                of the run with the others)."""
+                return sandboxes.enter_context(open_sandbox(
+                    run.settings.sandbox, run.store.state_dir(), run.run_id, deps,
+                    run.observer, quiet=True))
+
+            sandbox = sandboxes.enter_context(open_sandbox(
+                run.settings.sandbox, run.store.state_dir(), run.run_id, deps, run.observer))
+            stop = _agent(opened, llm, sandbox, deps, t0, reopen).run()
         status = "finished"
     except KeyboardInterrupt:
         status, stop = "interrupted", "interrupted; the current candidate was discarded"
@@ -186,12 +194,13 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSum
 
 
 def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | None,
-           t0: float) -> Agent:
-    """The loop for `opened`, its judge calibrated in `sandbox` (opened at `t0`)."""
+           t0: float, reopen: Callable[[], Sandbox]) -> Agent:
+    """The loop for `opened`, its judge calibrated in `sandbox` (opened at `t0`); `reopen`
+    replaces a sandbox that a candidate broke."""
     run = opened.run
     settings, observer = run.settings, run.observer
     files = run.worktree.list_files()
-    judge = _judge_in(sandbox, settings, files, t0, observer)
+    judge = _judge_in(sandbox, settings, files, t0, observer, reopen)
     judge.set_baseline(run.worktree.tracked_tar(), runs=settings.gate.flaky_runs)
     describe_judging(judge, judge.calibrate(), observer)
 

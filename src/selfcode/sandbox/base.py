@@ -43,6 +43,8 @@ class Sandbox(Protocol):
     """"docker" or "local"."""
     isolated: bool
     """False when model code runs with the user's privileges (the local backend)."""
+    broken: str | None
+    """Why the sandbox can no longer be used (what ran in it killed or wedged it), or None."""
     root: str
     """Writable directory inside the sandbox; trees live at `{root}/a` and `{root}/b`."""
     python: str

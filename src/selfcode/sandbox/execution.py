@@ -93,6 +93,11 @@ echo "$o $p"
 class ContainerExec:
     """Runs commands in a started container; `container.DockerSandbox` adds the life cycle."""
 
+    @property
+    def broken(self) -> str | None:
+        """Set once a command wedged or killed the container (the watchdog fired, it died)."""
+        return self._dead
+
     client: docker.DockerClient
     container_id: str
     name: str

@@ -47,6 +47,7 @@ WARNING = (
 class LocalSandbox:
     kind = "local"
     isolated = False
+    broken: str | None = None  # a process group is killed, nothing is left to wedge
     candidate_user: str | None = None
     cpu_meter = "rusage"
     integrity_gaps: tuple[str, ...] = INTEGRITY_GAPS
