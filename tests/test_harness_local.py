@@ -267,6 +267,7 @@ def test_the_judge_rejects_a_tampered_report_and_never_raises(tmp_path):
         verdict = judge.judge(diff)
     assert verdict.status == "rejected"
     assert verdict.reasons[0].startswith("the judge's report was tampered with or lost: tests:")
+    assert verdict.integrity_gaps == list(INTEGRITY_GAPS)  # the verdict says what it cannot
 
 
 DETACHED = '''import os, sys

@@ -142,7 +142,8 @@ class Judge:
         return Verdict.model_validate({
             "accepted": status == "accepted", "status": status, "goal": self.goal,
             "reasons": reasons, "patch": summary, "timings": timings,
-            "sandbox": self.trees.sandbox.kind, **fields,
+            "sandbox": self.trees.sandbox.kind,
+            "integrity_gaps": list(self.trees.sandbox.integrity_gaps), **fields,
         })
 
     def _healthy_sandbox(self) -> None:

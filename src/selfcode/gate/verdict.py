@@ -70,6 +70,8 @@ class Verdict(BaseModel):
     benchmarks: list[BenchVerdict] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     sandbox: str = ""
+    integrity_gaps: list[str] = Field(default_factory=list)
+    """What the sandbox could not rule out (the local one: forged reports, hidden work...)."""
 
     def gain(self) -> str:
         """The accepted gain as people say it, naming the metric it was measured in."""
