@@ -11,6 +11,7 @@ harness's environment (SELFCODE_REPORT_NONCE, which no candidate process can rea
     python harness.py bench OPTIONS --a NAME --b NAME --spec JSON [--pairs N] [--seed N]
                                     [--timeout S] [--metric cpu_time|instructions]
     python harness.py probe OPTIONS
+    python harness.py profile OPTIONS --tree NAME --spec JSON [--timeout S]
 
     OPTIONS: --judge-dir DIR [--user UID:GID] [--fresh DIR]... [--cpu-meter cgroup|rusage]
 
@@ -38,6 +39,7 @@ import tempfile
 from typing import Any
 
 import selfcode_files as files
+import selfcode_profile
 from selfcode_evidence import count_instructions, cross_check, parse_junit, parse_stream
 from selfcode_proc import TAIL_BYTES, Guard, HarnessError, Measured, Setup, run_measured
 
@@ -286,6 +288,19 @@ def cmd_probe(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
     }
 
 
+def cmd_profile(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
+    """Each benchmark once under cProfile in the tree (selfcode_profile.py): its hotspots."""
+    spec: dict[str, list[str]] = json.loads(args.spec)
+    tree = tree_path(guard, args.tree)
+    results = []
+    for name, argv in spec.items():
+        with RunDir(guard) as run:
+            results.append(selfcode_profile.profile_benchmark(
+                name, argv, run.path,
+                lambda wrapped: run_measured(guard, wrapped, tree, base_env(tree), args.timeout)))
+    return {"kind": "profile", "python": sys.version.split()[0], "benchmarks": results}
+
+
 # --- command line ------------------------------------------------------------------------------
 
 
@@ -317,6 +332,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--metric", choices=("cpu_time", "instructions"), default="cpu_time")
     sub.add_parser("probe", parents=[common])
+    profile = sub.add_parser("profile", parents=[common])
+    profile.add_argument("--tree", required=True)
+    profile.add_argument("--spec", required=True)
     return parser
 
 
@@ -330,7 +348,7 @@ def _setup(args: argparse.Namespace) -> Setup:
 
 
 COMMANDS = {"seal": cmd_seal, "apply": cmd_apply, "tests": cmd_tests, "bench": cmd_bench,
-            "probe": cmd_probe}
+            "probe": cmd_probe, "profile": cmd_profile}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,6 +109,60 @@ class ProbeReport(Report, Probe):
     kind: Literal["probe"]
 
 
+class ProfiledCaller(_Strict):
+    file: str = Field(max_length=500)
+    line: int = Field(ge=0)
+    name: str = Field(max_length=200)
+    calls: int = Field(ge=0)
+
+
+class HotLine(_Strict):
+    line: int = Field(ge=0)
+    hits: int = Field(ge=0)
+    seconds: float = Field(ge=0, allow_inf_nan=False)
+    """Inclusive wall time under line tracing: slowed by the tracing, compare lines only."""
+
+
+class Hotspot(_Strict):
+    """One of the tree's own functions, as cProfile saw it during one benchmark."""
+
+    file: str = Field(max_length=500)
+    line: int = Field(ge=0)
+    name: str = Field(max_length=200)
+    calls: int = Field(ge=0)
+    primitive_calls: int = Field(default=0, ge=0)
+    own_s: float = Field(ge=0, allow_inf_nan=False)
+    cum_s: float = Field(ge=0, allow_inf_nan=False)
+    own_share: float = Field(ge=0, le=1, allow_inf_nan=False)
+    """Its own time over the benchmark's profiled time."""
+    cum_share: float = Field(ge=0, le=1, allow_inf_nan=False)
+    cum_per_call_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    rank_own: int = Field(default=0, ge=0)
+    callers: list[ProfiledCaller] = Field(default_factory=list, max_length=20)
+    lines: list[HotLine] = Field(default_factory=list, max_length=50)
+
+
+class BenchProfile(_Strict):
+    name: str = Field(max_length=200)
+    total_s: float = Field(ge=0, allow_inf_nan=False)
+    hotspots: list[Hotspot] = Field(default_factory=list, max_length=100)
+    line_level: bool = False
+    note: str | None = Field(default=None, max_length=2_000)
+    """Why there are no line timings (an older Python in the sandbox), when there are none."""
+    failure: str | None = Field(default=None, max_length=2_000)
+
+
+class ProfileRun(_Strict):
+    """Where each benchmark's time goes in the baseline: advisory, it decides no verdict."""
+
+    python: str = Field(default="", max_length=100)
+    benchmarks: list[BenchProfile] = Field(default_factory=list, max_length=200)
+
+
+class ProfileReport(Report, ProfileRun):
+    kind: Literal["profile"]
+
+
 class TreeReport(Report):
     """`seal` and `apply`: whether the tree was made, and what git said."""
 

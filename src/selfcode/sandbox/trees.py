@@ -27,6 +27,8 @@ from selfcode.sandbox.results import (
     BenchRun,
     Probe,
     ProbeReport,
+    ProfileReport,
+    ProfileRun,
     T,
     TestsReport,
     TestsRun,
@@ -130,3 +132,11 @@ class Trees:
     def probe(self) -> Probe:
         report, _ = self._harness("probe", [], ProbeReport, 60)
         return Probe.model_validate(report.model_dump(exclude={"kind", "nonce"}))
+
+    def profile(self, spec: dict[str, list[str]]) -> ProfileRun:
+        """Where each benchmark's time goes in the baseline (`harness.py profile`): every
+        benchmark run once under cProfile, and once more for line timings on Python 3.12+."""
+        args = ["--tree", "a", "--spec", json.dumps(spec), "--timeout", str(self.timeout)]
+        report, _ = self._harness("profile", args, ProfileReport,
+                                  2 * len(spec) * self.timeout + _HARNESS_GRACE)
+        return ProfileRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
