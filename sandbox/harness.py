@@ -11,6 +11,7 @@ harness's environment (SELFCODE_REPORT_NONCE, which no candidate process can rea
     python harness.py bench OPTIONS --a NAME --b NAME --spec JSON [--pairs N] [--seed N]
                                     [--timeout S] [--metric cpu_time|instructions]
     python harness.py probe OPTIONS
+    python harness.py equiv OPTIONS --a NAME --b NAME --spec JSON [--timeout S]
     python harness.py profile OPTIONS --tree NAME --spec JSON [--timeout S]
 
     OPTIONS: --judge-dir DIR [--user UID:GID] [--fresh DIR]... [--cpu-meter cgroup|rusage]
@@ -38,6 +39,7 @@ import sys
 import tempfile
 from typing import Any
 
+import selfcode_equiv
 import selfcode_files as files
 import selfcode_profile
 from selfcode_evidence import count_instructions, cross_check, parse_junit, parse_stream
@@ -335,6 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     profile = sub.add_parser("profile", parents=[common])
     profile.add_argument("--tree", required=True)
     profile.add_argument("--spec", required=True)
+    selfcode_equiv.add_parser(sub, common)
     return parser
 
 
@@ -349,6 +352,9 @@ def _setup(args: argparse.Namespace) -> Setup:
 
 COMMANDS = {"seal": cmd_seal, "apply": cmd_apply, "tests": cmd_tests, "bench": cmd_bench,
             "probe": cmd_probe, "profile": cmd_profile}
+
+# The equivalence check reuses this module's trees, run directories and environment.
+COMMANDS["equiv"] = lambda args, guard: selfcode_equiv.cmd_equiv(args, guard, sys.modules[__name__])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,7 @@ pytest_plugins = ["docker_util"]
 CORPUS = Path(__file__).parent / "hostile"
 EXAMPLES = Path(__file__).parents[1] / "examples"
 CLASSES = ("host-exec", "forged-report", "hidden-work", "carried-state", "regression",
-           "patch-reading", "faults", "policy")
+           "patch-reading", "faults", "policy", "equivalence")
 EXPECTS = ("rejected", "unusable", "accepted")
 
 

@@ -51,6 +51,18 @@ class GateConfig(BaseModel):
     # Reject patches whose new code asks how it is being run (argv, the call stack, pytest in
     # sys.modules...): the classic way to take a shortcut only under the benchmark.
     refuse_context_probes: bool = True
+    # Behaviour equivalence (speed judging): the changed functions are called on both trees, out
+    # of process, with the arguments recorded in the baseline's tests and benchmarks and with
+    # new inputs near them (neighbours, Hypothesis draws); any difference rejects.
+    equivalence: bool = True
+    # Reject a candidate when a changed function could not be compared at all.
+    require_equivalence: bool = False
+    equivalence_samples: int = Field(default=50, ge=1, le=1000)
+    equivalence_calls: int = Field(default=100, ge=1, le=5000)
+    equivalence_seconds: float = Field(default=10.0, gt=0)
+    equivalence_call_seconds: float = Field(default=1.0, gt=0)
+    equivalence_rel_tol: float = Field(default=1e-9, ge=0, lt=1)
+    equivalence_seed: int = 0
     metric_command: str | None = None
     metric_direction: Literal["max", "min"] = "max"
     # Extra arguments for the judged pytest run (e.g. ["tests/unit"]); the harness always runs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shlex
 import time
 from collections.abc import Callable
@@ -23,13 +24,23 @@ from selfcode.errors import (
     SandboxError,
 )
 from selfcode.gate.config import GateConfig
-from selfcode.gate.gitpatch import GitBaseline
+from selfcode.gate.equivalence import Plan, plan, python_sources
+from selfcode.gate.equivalence import reasons as equivalence_reasons
+from selfcode.gate.gitpatch import GitBaseline, GitReading
 from selfcode.gate.measure import Calibration, calibrate, measure
 from selfcode.gate.paths import lookalike_violations
 from selfcode.gate.probes import context_probes
 from selfcode.gate.protected import protected_violations
 from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
-from selfcode.gate.verdict import BenchVerdict, Goal, PatchSummary, TestsVerdict, Verdict
+from selfcode.gate.verdict import (
+    BenchVerdict,
+    Counterexample,
+    EquivalenceVerdict,
+    Goal,
+    PatchSummary,
+    TestsVerdict,
+    Verdict,
+)
 from selfcode.run.events import Observer
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.results import TestsRun
@@ -90,6 +101,8 @@ class Judge:
         self._reopen = reopen
         self._broken: str | None = None
         self._seed = 0
+        self._sources: dict[str, str] = {}
+        self._equiv_id = ""
 
     def fork(self, sandbox: Sandbox, sandbox_start: float = 0.0) -> Judge:
         """The same judgement in another sandbox: same rules, noise floor and quarantine.
@@ -114,6 +127,9 @@ class Judge:
         if self._git is not None:
             self._git.close()
         self._git = GitBaseline(tar)  # git's own reading of each patch, on the host
+        self._sources = python_sources(tar)
+        # The sandbox keeps its recordings and the baseline's answers under this id.
+        self._equiv_id = secrets.token_hex(8)
         results = []
         for i in range(runs):
             self.progress("testing the baseline" + (f" ({i + 1} of {runs})" if runs > 1 else ""))
@@ -202,8 +218,9 @@ class Judge:
                                      "a change must be faster everywhere, not only under the "
                                      "benchmark"], summary)
 
+        checks = self._equivalence_plan(reading)
         try:
-            return self._in_sandbox(diff, summary, timings, done)
+            return self._in_sandbox(diff, summary, timings, done, checks)
         except JudgeReportError as exc:
             # Forged, inconsistent or lost evidence: never an acceptance, never a traceback.
             return done("rejected", [str(exc)], summary)
@@ -213,7 +230,7 @@ class Judge:
             return done("rejected", [f"the candidate broke its sandbox: {exc}"], summary)
 
     def _in_sandbox(self, diff: str, summary: PatchSummary, timings: dict[str, float],
-                    done: Callable[..., Verdict]) -> Verdict:
+                    done: Callable[..., Verdict], checks: Plan | None = None) -> Verdict:
         assert self._baseline_tests is not None
         self.progress("applying")
         applied = self.trees.apply(diff)
@@ -232,12 +249,63 @@ class Judge:
         if reasons:
             return done("rejected", reasons, summary, tests=tests)
 
+        equivalence = None
+        if checks is not None:
+            # After the tests (a candidate they reject costs nothing more), before the
+            # benchmarks (the costliest step, wasted on a candidate that behaves otherwise).
+            self.progress("comparing behaviour with the baseline")
+            t0 = time.perf_counter()
+            equivalence, reasons = self._equivalence(checks)
+            timings["equivalence"] = round(time.perf_counter() - t0, 4)
+            if reasons:
+                return done("rejected", reasons, summary, tests=tests, equivalence=equivalence)
+
         t0 = time.perf_counter()
         benches, missing = self._objective(tests)
         timings["benchmarks"] = round(time.perf_counter() - t0, 4)
         reasons.extend(missing)
         status = "rejected" if reasons else "accepted"
-        return done(status, reasons, summary, tests=tests, benchmarks=benches)
+        return done(status, reasons, summary, tests=tests, benchmarks=benches,
+                    equivalence=equivalence)
+
+    def _equivalence_plan(self, reading: GitReading) -> Plan | None:
+        """The changed functions to compare, read on the host; None when not judging speed
+        (a fix or a metric is meant to change behaviour)."""
+        if self.goal != "speed" or not self.config.equivalence or self._git is None:
+            return None
+        paths = {c.path for c in reading.changes if c.path.endswith(".py")}
+        texts: dict[str, str | None] = {f.path: f.text for f in self._git.new_files(reading)
+                                        if f.path in paths}
+        texts.update({c.path: None for c in reading.changes
+                      if c.path in paths and c.new_mode == "000000"})
+        checks = plan(self._sources, texts)
+        for path in sorted(paths - texts.keys()):
+            checks.not_checked[f"{path}:*"] = "its text after the patch could not be read"
+        return checks
+
+    def _equivalence(self, checks: Plan) -> tuple[EquivalenceVerdict, list[str]]:
+        """Call the changed functions on both trees (sandbox/selfcode_equiv.py) and compare."""
+        cfg = self.config
+        verdict = EquivalenceVerdict(functions=[*(t.key for t in checks.targets),
+                                                *checks.not_checked],
+                                     not_checked=dict(checks.not_checked))
+        pytest_imported = False
+        if checks.targets:
+            spec = {"baseline": self._equiv_id, "benchmarks": self.benchmarks,
+                    "targets": [{"module": t.module, "qualname": t.qualname}
+                                for t in checks.targets],
+                    "pytest_args": cfg.pytest_args, "samples": cfg.equivalence_samples,
+                    "calls": cfg.equivalence_calls, "seconds": cfg.equivalence_seconds,
+                    "call_seconds": cfg.equivalence_call_seconds,
+                    "rel_tol": cfg.equivalence_rel_tol, "seed": cfg.equivalence_seed}
+            run = self.trees.equivalence(spec, processes=3 + len(self.benchmarks))
+            verdict.inputs_tried = run.inputs_tried
+            verdict.not_checked.update(run.not_checked)
+            if run.counterexample is not None:
+                verdict.counterexample = Counterexample.model_validate(
+                    run.counterexample.model_dump())
+            pytest_imported = run.pytest_imported
+        return verdict, equivalence_reasons(verdict, cfg.require_equivalence, pytest_imported)
 
     def _objective(self, tests: TestsVerdict) -> tuple[list[BenchVerdict], list[str]]:
         """Benchmarks (speed), a declared number (metric) or fixed tests (fix)."""

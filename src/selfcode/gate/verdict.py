@@ -60,6 +60,25 @@ class BenchVerdict(BaseModel):
     """CPU-time check of a large instruction-count win: ratio, p_value, samples."""
 
 
+class Counterexample(BaseModel):
+    """One input on which the candidate behaved otherwise than the baseline."""
+
+    function: str
+    input: str
+    candidate: str
+    baseline: str
+
+
+class EquivalenceVerdict(BaseModel):
+    """The changed functions, called out of process on both trees with recorded and new inputs."""
+
+    functions: list[str] = Field(default_factory=list)
+    inputs_tried: int = 0
+    not_checked: dict[str, str] = Field(default_factory=dict)
+    """Function -> why it could not be compared (no calls seen, a generator, side effects...)."""
+    counterexample: Counterexample | None = None
+
+
 class Verdict(BaseModel):
     accepted: bool
     status: Status
@@ -68,6 +87,7 @@ class Verdict(BaseModel):
     patch: PatchSummary = Field(default_factory=PatchSummary)
     tests: TestsVerdict | None = None
     benchmarks: list[BenchVerdict] = Field(default_factory=list)
+    equivalence: EquivalenceVerdict | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     sandbox: str = ""
     integrity_gaps: list[str] = Field(default_factory=list)

@@ -5,7 +5,7 @@
 
 The declarations are `[project] dependencies`, the `test`/`tests`/`testing` extras and
 dependency groups of `pyproject.toml`, and the top-level `requirements*.txt` (with the files
-they include by `-r`/`-c`); pytest is always added. They are read from a COMMIT's objects, never
+they include by `-r`/`-c`); pytest and Hypothesis are always added. They are read from a COMMIT's objects, never
 from a working directory: a run collects them once from its base commit and passes the
 `DependencySet` down, so nothing a candidate writes (into its tree or the run's worktree) is ever
 read by the host to decide what to download.
@@ -230,8 +230,9 @@ def collect_dependencies(read: Callable[[str], str | None], listing: Iterable[st
     seen: set[str] = set()
     for name in sorted(n for n in names if "/" not in n and fnmatchcase(n, "requirements*.txt")):
         _requirements_file(name, read, names, seen, (reqs, constraints, parts), origin)
-    if "pytest" not in {canonicalize_name(Requirement(r).name) for r in reqs}:
-        reqs.append("pytest")
+    named = {canonicalize_name(Requirement(r).name) for r in reqs}
+    # The harness's own: pytest runs the tests, Hypothesis draws the equivalence check's inputs.
+    reqs += [tool for tool in ("pytest", "hypothesis") if tool not in named]
     unique = tuple(dict.fromkeys(reqs))
     return DependencySet(unique, b"\0\0".join(parts), tuple(dict.fromkeys(constraints)), origin)
 

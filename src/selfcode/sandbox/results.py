@@ -171,6 +171,28 @@ class TreeReport(Report):
     message: str = Field(default="", max_length=10_000)
 
 
+
+class EquivExample(_Strict):
+    function: str = Field(max_length=500)
+    input: str = Field(max_length=1_000)
+    candidate: str = Field(max_length=2_000)
+    baseline: str = Field(max_length=2_000)
+
+
+class EquivRun(_Strict):
+    """The changed functions called on both trees (`harness.py equiv`): what was compared."""
+
+    functions: list[str] = Field(default_factory=list, max_length=1_000)
+    inputs_tried: int = Field(default=0, ge=0)
+    not_checked: dict[str, str] = Field(default_factory=dict)
+    counterexample: EquivExample | None = None
+    pytest_imported: bool = False
+    """The candidate's modules loaded pytest when imported, and the baseline's did not."""
+
+
+class EquivReport(Report, EquivRun):
+    kind: Literal["equiv"]
+
 def parse_report(result: ExecResult, model: type[T], nonce: str) -> T:
     """The report of a harness run that exited 0 and carries `nonce`; else JudgeReportError."""
     raw = result.stdout

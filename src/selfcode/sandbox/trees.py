@@ -25,6 +25,8 @@ from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.results import (
     BenchReport,
     BenchRun,
+    EquivReport,
+    EquivRun,
     Probe,
     ProbeReport,
     ProfileReport,
@@ -128,6 +130,15 @@ class Trees:
         run = BenchRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
         check_complete(run, list(spec), pairs, metric)
         return run
+
+    def equivalence(self, spec: dict[str, object], processes: int = 4) -> EquivRun:
+        """The changed functions called on both trees (`harness.py equiv`, see
+        sandbox/selfcode_equiv.py); `processes` bounds how many timed steps it may take."""
+        args = ["--a", "a", "--b", "b", "--spec", json.dumps(spec), "--timeout",
+                str(self.timeout)]
+        report, _ = self._harness("equiv", args, EquivReport,
+                                  processes * self.timeout + _HARNESS_GRACE)
+        return EquivRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
 
     def probe(self) -> Probe:
         report, _ = self._harness("probe", [], ProbeReport, 60)
