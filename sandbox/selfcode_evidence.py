@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,6 +38,8 @@ def junit_key(nodeid: str) -> str:
 def parse_junit(data: bytes | None) -> dict[str, str] | None:
     if data is None:
         return None
+    import xml.etree.ElementTree as ET  # only the tests command needs it: starts stay quick
+
     try:
         root = ET.fromstring(data)
     except ET.ParseError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import count
 
 from selfcode.errors import JudgeReportError, SandboxError
-from selfcode.sandbox.base import Sandbox
+from selfcode.sandbox.base import ExecResult, Sandbox
 from selfcode.sandbox.results import (
     BenchReport,
     BenchRun,
@@ -68,11 +68,20 @@ class Trees:
             options += ["--fresh", path]
         return options
 
+    def _run_harness(self, command: str, args: list[str], timeout: float
+                     ) -> tuple[ExecResult, str]:
+        """One harness run as the judge, with a fresh nonce; the result and that nonce."""
+        nonce = secrets.token_hex(16)
+        # The harness's bytecode is cached where only the judge can write (its own directory
+        # is read-only): a candidate cannot plant code there, and each start skips compiling.
+        argv = [self.sandbox.python, "-X", f"pycache_prefix={self.sandbox.judge_dir}/pycache",
+                self.sandbox.harness, command, *self.harness_options(), *args]
+        env = {NONCE_ENV: nonce, "PYTHONDONTWRITEBYTECODE": ""}
+        return self.sandbox.exec(argv, timeout=timeout, env=env, judge=True), nonce
+
     def _harness(self, command: str, args: list[str], model: type[T],
                  timeout: float) -> tuple[T, float]:
-        nonce = secrets.token_hex(16)
-        argv = [self.sandbox.python, self.sandbox.harness, command, *self.harness_options(), *args]
-        result = self.sandbox.exec(argv, timeout=timeout, env={NONCE_ENV: nonce}, judge=True)
+        result, nonce = self._run_harness(command, args, timeout)
         if result.timed_out or result.killed_reason:
             raise JudgeReportError(
                 f"the harness was killed by the sandbox ({result.killed_reason or 'timeout'})")
@@ -103,12 +112,9 @@ class Trees:
 
     def run_tests(self, side: str, pytest_args: list[str] | None = None) -> TestsRun:
         """The tests of one tree; JudgeReportError when the run's evidence was tampered with."""
-        nonce = secrets.token_hex(16)
-        argv = [self.sandbox.python, self.sandbox.harness, "tests", *self.harness_options(),
-                "--tree", "a" if side == "a" else "b", "--timeout", str(self.timeout),
+        args = ["--tree", "a" if side == "a" else "b", "--timeout", str(self.timeout),
                 "--", *(pytest_args or [])]
-        result = self.sandbox.exec(argv, timeout=self.timeout + _HARNESS_GRACE,
-                                   env={NONCE_ENV: nonce}, judge=True)
+        result, nonce = self._run_harness("tests", args, self.timeout + _HARNESS_GRACE)
         if result.killed_reason and result.killed_reason != "timeout":
             return TestsRun(exit_code=-9, timed_out=False, duration=result.duration,
                             stderr_tail=f"killed: {result.killed_reason}")
