@@ -1,14 +1,35 @@
-"""What the model sees: a map of the repository, the code the benchmarks run, past attempts."""
+"""What the model sees: a map of the repository, the code the benchmarks run, past attempts.
+
+Everything here is bounded by size, not by the repository's: the map is capped and ranked (the
+files that matter first), imports are followed (relative ones too) only as far as a budget
+allows, and tests, docs, examples, CI and packaging files stay out unless asked for.
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from selfcode.gate.protected import protected_violations
 
 _SRC_ROOTS = ("src/", "")
+MAP_CHARS = 12_000
+"""The repository map's cap: an outline of the most relevant modules, not of all of them."""
+MAX_FOLLOWED = 300
+"""Modules read when following imports from the benchmarks (without a profile)."""
+PERIPHERAL = ("test/*", "tests/*", "*/tests/*", "*/test/*", "test_*.py", "*/test_*.py",
+              "*_test.py", "conftest.py", "*/conftest.py", "doc/*", "docs/*", "*/docs/*",
+              "example/*", "examples/*", "*/examples/*", "benchmarks/*", "bench/*", "ci/*",
+              "ci_tools/*", ".*", "*/.*", "setup.py", "conf.py", "*/conf.py", "noxfile.py",
+              "tasks.py", "scripts/*", "tools/*")
+
+
+def peripheral(path: str) -> bool:
+    """Tests, docs, examples, benchmarks, CI and packaging: not where the time goes."""
+    return any(fnmatchcase(path, pattern) for pattern in PERIPHERAL)
 
 
 @dataclass(frozen=True)
@@ -43,19 +64,43 @@ def outline(source: str) -> list[str]:
     return lines
 
 
-def repo_map(root: Path, files: list[str]) -> str:
+def repo_map(root: Path, files: list[str], first: Iterable[str] = (),
+             max_chars: int = MAP_CHARS, include_peripheral: bool = False) -> str:
+    """Outlines of the modules, `first` (most relevant first) then the rest by path, until
+    `max_chars`; only the modules shown are read, so the cost follows the cap."""
+    python = [f for f in files if f.endswith(".py")]
+    known = set(python)
+    lead = [f for f in dict.fromkeys(first) if f in known]
+    rest = sorted(f for f in python if f not in set(lead)
+                  and (include_peripheral or not peripheral(f)))
     parts: list[str] = []
-    for path in sorted(f for f in files if f.endswith(".py")):
+    used = 0
+    for path in [*lead, *rest]:
         try:
             source = (root / path).read_text("utf-8")
         except (OSError, UnicodeDecodeError):
             continue
         body = outline(source)
-        parts.append(path + ("\n" + "\n".join(f"  {line}" for line in body) if body else ""))
+        entry = path + ("\n" + "\n".join(f"  {line}" for line in body) if body else "")
+        if used + len(entry) + 1 > max_chars:
+            if len(body) > 0 and used + len(path) + 1 <= max_chars:
+                parts.append(path)  # the name at least
+                used += len(path) + 1
+            continue
+        parts.append(entry)
+        used += len(entry) + 1
     return "\n".join(parts)
 
 
-def imported_modules(source: str) -> set[str]:
+def module_name(path: str) -> str:
+    """The dotted module a repository file is (src/pkg/a.py and pkg/a.py are `pkg.a`)."""
+    rel = path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__")
+    return rel.replace("/", ".")
+
+
+def imported_modules(source: str, package: str = "") -> set[str]:
+    """The modules `source` imports; relative imports resolved against `package`, the
+    package the importing module is in."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
@@ -64,10 +109,25 @@ def imported_modules(source: str) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                if node.level - 1 > len(parts):
+                    continue
+                parent = parts[:len(parts) - (node.level - 1)]
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            if not base:
+                continue
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
     return names
+
+
+def package_of(path: str) -> str:
+    """The package relative imports in `path` are resolved against."""
+    name = module_name(path)
+    return name if path.endswith("__init__.py") else name.rpartition(".")[0]
 
 
 def module_file(module: str, files: set[str]) -> str | None:
@@ -79,12 +139,14 @@ def module_file(module: str, files: set[str]) -> str | None:
     return None
 
 
-def exercised_files(root: Path, files: list[str], entry_points: list[str]) -> list[str]:
-    """Repository modules reachable by imports from the benchmark scripts (or tests)."""
+def exercised_files(root: Path, files: list[str], entry_points: list[str],
+                    limit: int = MAX_FOLLOWED) -> list[str]:
+    """Repository modules reachable by imports from the benchmark scripts (or tests), nearest
+    first, at most `limit` of them."""
     known = set(files)
     seen: list[str] = []
     queue = [p for p in entry_points if p in known]
-    while queue:
+    while queue and len(seen) < limit:
         path = queue.pop(0)
         if path in seen:
             continue
@@ -93,7 +155,7 @@ def exercised_files(root: Path, files: list[str], entry_points: list[str]) -> li
             source = (root / path).read_text("utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        for module in sorted(imported_modules(source)):
+        for module in sorted(imported_modules(source, package_of(path))):
             found = module_file(module, known)
             if found and found not in seen:
                 queue.append(found)
@@ -103,9 +165,9 @@ def exercised_files(root: Path, files: list[str], entry_points: list[str]) -> li
 def editable_sources(
     root: Path, files: list[str], entry_points: list[str], protected: list[str], max_chars: int
 ) -> dict[str, str]:
-    """The source of the files worth editing, most relevant first, within a size budget."""
+    """The source of the files the benchmarks run, nearest first, within a size budget; never
+    a file they do not reach (an alphabetical filler of docs and setup scripts helps nobody)."""
     ordered = exercised_files(root, files, entry_points)
-    ordered += [f for f in sorted(files) if f.endswith(".py") and f not in ordered]
     chosen: dict[str, str] = {}
     used = 0
     for path in ordered:
@@ -115,8 +177,26 @@ def editable_sources(
             source = (root / path).read_text("utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if used + len(source) > max_chars:
+        if used + len(path) + len(source) > max_chars:  # as PromptSections.chars() counts
             continue
         chosen[path] = source
-        used += len(source)
+        used += len(path) + len(source)
     return chosen
+
+
+def function_at(source: str, line: int, name: str) -> tuple[int, int] | None:
+    """The (first, last) line of the function `name` that starts at `line` (its first
+    decorator, as code objects count), or of the nearest function of that name."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    found: list[tuple[int, int, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            found.append((abs(start - line), start, node.end_lineno or node.lineno))
+    if not found:
+        return None
+    _, start, end = min(found)
+    return start, end

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
 __all__ = ["PromptSections", "trim_context"]
 
@@ -30,6 +30,9 @@ class PromptSections(Generic[A]):
     repo_map: the repository map, one entry a line, most important first.
     The *_omitted counts say how much earlier trims left out, so the template can say so
     (e.g. "{{ files_omitted }} more files not shown").
+    partial: the paths of `files` shown as excerpts (the functions that matter) only.
+    target: what the prompt says about the candidate's target (`focus.TargetView`), kept
+        whole by trimming: it is the reason for the prompt.
     """
 
     files: Mapping[str, str]
@@ -39,11 +42,13 @@ class PromptSections(Generic[A]):
     attempts_omitted: int = 0
     repo_map_lines_omitted: int = 0
     omitted_paths: tuple[str, ...] = field(default=())
+    partial: frozenset[str] = frozenset()
+    target: Any = None
 
     def chars(self) -> int:
-        """The characters the files and the repository map take: what trimming reduces most."""
+        """The characters the files, the map and the target take: what trimming reduces."""
         return sum(len(path) + len(source) for path, source in self.files.items()) \
-            + len(self.repo_map)
+            + len(self.repo_map) + (self.target.chars() if self.target is not None else 0)
 
 
 def trim_context(sections: PromptSections[A], factor: float) -> PromptSections[A]:
@@ -78,7 +83,8 @@ def trim_context(sections: PromptSections[A], factor: float) -> PromptSections[A
     keep_lines = math.floor(len(lines) * factor)
     repo_map = "\n".join(lines[:keep_lines])
 
-    return PromptSections(
+    return replace(
+        sections,
         files=kept,
         attempts=recent,
         repo_map=repo_map,

@@ -1,8 +1,12 @@
 """One candidate's conversation with the model: prompt, ask, parse, repair.
 
 Format errors go back to the model (at most `repair_turns` times); a prompt too long for the
-model's context is trimmed once and asked again. Every exchange is recorded before anything
-else happens with it.
+model's context is trimmed once and asked again, and the learned size is kept for the rest of
+the run. Every exchange is recorded before anything else happens with it.
+
+The context is built once per baseline (when the worktree's HEAD moves): the baseline's profile
+(where each benchmark's time goes) is taken then, and every candidate is aimed at one of its
+hot functions (prompt/targets.py), rotating over the hottest.
 """
 
 from __future__ import annotations
@@ -12,16 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from selfcode.edits import choose_format, parse_and_apply, read_tree, render_diff
-from selfcode.errors import EditError
+from selfcode.errors import EditError, SelfcodeError
 from selfcode.gate.judge import Judge
 from selfcode.gate.protected import protected_violations
 from selfcode.history.rows import Exchange
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
-from selfcode.prompt.context import Attempt, editable_sources, repo_map
+from selfcode.prompt.context import Attempt, peripheral
+from selfcode.prompt.focus import ContextBuilder
 from selfcode.prompt.render import render
 from selfcode.prompt.rules import GateRules
+from selfcode.prompt.targets import Target, choose_target, targets_of
 from selfcode.prompt.trim import PromptSections, trim_context
 from selfcode.run.context import Run
+from selfcode.sandbox.results import ProfileRun
+
+Profiler = Callable[[], ProfileRun]
 
 
 @dataclass
@@ -32,22 +41,64 @@ class Proposal:
 
 
 class Proposer:
-    def __init__(self, run: Run, llm: LLM, *, entry_points: list[str], judge: Judge) -> None:
+    def __init__(self, run: Run, llm: LLM, *, entry_points: list[str], judge: Judge,
+                 profiler: Profiler | None = None) -> None:
         """Asks `llm` for candidates of `run`; every reply is charged to the run's ledger.
 
-        `entry_points` are the files the prompt shows first; `judge` is what the prompt's
-        rules are read from (its configuration and calibration)."""
+        `entry_points` are the files the prompt shows when there is no target; `judge` is what
+        the prompt's rules are read from (its configuration and calibration); `profiler`
+        profiles the current baseline's benchmarks in the sandbox (None: no targets)."""
         self.ctx, self.llm = run, llm
         self.settings, self.worktree = run.settings, run.worktree
-        self.entry_points, self.judge = entry_points, judge
+        self.entry_points, self.judge, self.profiler = entry_points, judge, profiler
         self.edit_format = choose_format(self.settings.llm.model, self.settings.llm.edit_format,
                                          self.settings.llm.formats)
+        self.shrink = 1.0
+        """The share of a full prompt the model's context took, learned from its overflows."""
+        self.targets: list[Target] = []
+        self.aimed: dict[int, str] = {}
+        """Candidate number -> the key of the target it was aimed at."""
+        self._baseline: str | None = None
+        self._builder: ContextBuilder | None = None
 
-    def sections(self, attempts: list[Attempt]) -> PromptSections[Attempt]:
-        root, files = self.worktree.path, self.worktree.list_files()
-        sources = editable_sources(root, files, self.entry_points, self.settings.gate.protected,
-                                   self.settings.agent.max_context_chars)
-        return PromptSections(files=sources, attempts=attempts, repo_map=repo_map(root, files))
+    def _refresh(self) -> ContextBuilder:
+        """The context of the current baseline: built, and profiled, once per baseline."""
+        head = self.worktree.head()
+        if self._builder is None or head != self._baseline:
+            protected = self.settings.gate.protected
+            self._builder = ContextBuilder(
+                self.worktree.path, self.worktree.list_files(), protected,
+                self.settings.agent.max_context_chars, self.entry_points,
+                include_peripheral=self.judge.goal == "fix")
+            self.targets = targets_of(self._profile(), lambda p: not peripheral(p)
+                                      and not protected_violations([p], protected))
+            self._baseline = head
+        return self._builder
+
+    def _profile(self) -> ProfileRun | None:
+        if self.profiler is None:
+            return None
+        self.ctx.observer.event("phase", "profiling the baseline's benchmarks")
+        try:
+            profile = self.profiler()
+        except SelfcodeError as exc:  # advisory: the run goes on, aimed less precisely
+            self.ctx.observer.event("warning", f"Could not profile the benchmarks ({exc}); "
+                                    "the prompt shows the code they import instead.")
+            return None
+        self.ctx.history.add_event(self.ctx.run_id, "profile", profile.model_dump_json())
+        return profile
+
+    def sections(self, attempts: list[Attempt], n: int = 0) -> PromptSections[Attempt]:
+        """Candidate `n`'s context: aimed at the next target, cut to the learned size."""
+        builder = self._refresh()
+        history = [(self.aimed[a.n], a.status) for a in attempts if a.n in self.aimed]
+        target = choose_target(self.targets, history)
+        if target is None:
+            sections = builder.fallback(attempts)
+        else:
+            self.aimed[n] = target.key
+            sections = builder.sections(target, self.targets, attempts)
+        return trim_context(sections, self.shrink) if self.shrink < 1 else sections
 
     def rules(self) -> GateRules:
         """How the judge will judge, read from it each time: the calibration settles which
@@ -62,13 +113,14 @@ class Proposer:
             repo_map=sections.repo_map, files=sections.files,
             readonly=protected_violations(sections.files, rules.protected),
             attempts=list(sections.attempts), files_omitted=sections.files_omitted,
+            partial=sections.partial, target=sections.target,
         )
         system = render("system", rules=rules, edit_format=self.edit_format)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def propose(self, n: int, attempts: list[Attempt],
                 between_turns: Callable[[], None]) -> Proposal:
-        sections = self.sections(attempts)
+        sections = self.sections(attempts, n)
         messages = self.messages(sections)
         error, rationale = "no reply", ""
         for turn in range(self.settings.agent.repair_turns + 1):
@@ -79,6 +131,7 @@ class Proposer:
             except ContextLengthError as exc:
                 self.ctx.observer.event("warning", f"The prompt is too long for the model; "
                                         f"trimming it to {exc.factor:.0%} and asking again.")
+                self.shrink *= exc.factor  # every later candidate starts at the size that fits
                 sections = trim_context(sections, exc.factor)
                 messages = self.messages(sections)
                 reply = self._ask(n, turn, messages)

@@ -48,6 +48,7 @@ from selfcode.run.resume import (
 )
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.factory import baseline_dependencies, open_sandbox
+from selfcode.sandbox.results import ProfileRun
 from selfcode.sandbox.trees import Trees
 
 if TYPE_CHECKING:
@@ -214,9 +215,18 @@ def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | Non
 
     entry_points = [f for b in judge.benchmarks.values() for f in b[1:2]] or [
         f for f in files if f.endswith(".py") and "test" in f]
-    proposer = Proposer(run, llm, entry_points=entry_points, judge=judge)
+    proposer = Proposer(run, llm, entry_points=entry_points, judge=judge,
+                        profiler=_profiler(judge))
     return Agent(run, judge=judge, proposer=proposer, recheck=recheck, start=opened.start,
                  attempts=opened.attempts)
+
+
+def _profiler(judge: Judge) -> Callable[[], ProfileRun] | None:
+    """Profiles the judge's current baseline, when candidates are judged by speed."""
+    trees = getattr(judge, "trees", None)  # a stand-in judge of the tests has none
+    if judge.goal != "speed" or not judge.benchmarks or not isinstance(trees, Trees):
+        return None
+    return lambda: trees.profile(judge.benchmarks)
 
 
 def _base_commit(store: GitStore, worktree: RunWorktree, resume: str | None) -> str:
