@@ -47,7 +47,7 @@ def sequence_neighbours(seq: list[Any] | tuple[Any, ...]) -> list[Any]:
     if items:
         out += [items + items[-1:], items + items, items[:1] * 3]
         for i in dict.fromkeys([0, len(items) - 1]):  # one element moved to a neighbour
-            for value in scalar_neighbours(items[i])[:4]:
+            for value in scalar_neighbours(items[i])[:5]:
                 out.append([*items[:i], value, *items[i + 1:]])
     return [kind(x) for x in out]
 
@@ -78,11 +78,17 @@ def neighbours(call: Call) -> Iterator[Call]:
     """Calls that differ from `call` in one argument, that argument moved to a neighbour."""
     args, kwargs = call
     for i, value in enumerate(args):
-        for other in scalar_neighbours(value):
+        for other in _others(value):
             yield (*args[:i], other, *args[i + 1:]), dict(kwargs)
     for key, value in kwargs.items():
-        for other in scalar_neighbours(value):
+        for other in _others(value):
             yield tuple(args), {**kwargs, key: other}
+
+
+def _others(value: Any) -> Iterator[Any]:
+    for other in scalar_neighbours(value):
+        if type(other) is not type(value) or other != value:
+            yield other
 
 
 # --- Hypothesis --------------------------------------------------------------------------------

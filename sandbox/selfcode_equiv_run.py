@@ -27,6 +27,7 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -208,6 +209,8 @@ def main(argv: list[str]) -> int:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
     out = Out(fd)
     if orders["side"] == "a":
+        # Hypothesis keeps caches in a directory: a fresh one, never the (read-only) tree.
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = tempfile.mkdtemp(prefix="selfcode-hyp-")
         # Imports of the baseline happen before the budget starts, as on the other side.
         for target in orders["targets"]:
             with contextlib.suppress(BaseException):

@@ -16,7 +16,13 @@ from rich.text import Text
 
 from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
-from selfcode.report.markdown import headline, speed_cell, tests_sentence, usage_sentence
+from selfcode.report.markdown import (
+    equivalence_sentence,
+    headline,
+    speed_cell,
+    tests_sentence,
+    usage_sentence,
+)
 from selfcode.report.plots import series_of, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
 from selfcode.run.events import EventKind
@@ -119,6 +125,8 @@ def print_verdict(console: Console, verdict: Verdict) -> None:
         console.print(f"tests: baseline {t.baseline.passed} passed / {t.baseline.failed} failed"
                       f" / {t.baseline.skipped} skipped; candidate {t.candidate.passed} / "
                       f"{t.candidate.failed} / {t.candidate.skipped}", highlight=False)
+    if equivalence_sentence(verdict):
+        console.print(f"behaviour: {equivalence_sentence(verdict)}", highlight=False, markup=False)
     if verdict.benchmarks:
         console.print(verdict_table(verdict))
     console.print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in verdict.timings.items()),
@@ -185,6 +193,8 @@ def print_candidate(console: Console, view: RunView, cand: CandidateView) -> Non
             for series in series_of(b):
                 console.print(text_plot(series), highlight=False, markup=False)
     console.print(f"tests: {tests_sentence(v)}", highlight=False, markup=False)
+    if equivalence_sentence(v):
+        console.print(f"behaviour: {equivalence_sentence(v)}", highlight=False, markup=False)
     console.print(f"cost: {usage_sentence(cand)}"
                   + (f"; judged in {v.timings.get('total', 0):.1f}s ({v.sandbox} sandbox)"
                      if v else ""), highlight=False, markup=False)

@@ -7,7 +7,13 @@ from html import escape
 
 from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
-from selfcode.report.markdown import headline, speed_cell, tests_sentence, usage_sentence
+from selfcode.report.markdown import (
+    equivalence_sentence,
+    headline,
+    speed_cell,
+    tests_sentence,
+    usage_sentence,
+)
 from selfcode.report.plots import bench_svg, series_of
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
 
@@ -76,6 +82,8 @@ def _candidate(view: RunView, cand: CandidateView) -> list[str]:
         out.append("<h3>How we know it is faster</h3>")
         out += _evidence(v)
     out.append(f"<h3>Still correct</h3><p>Tests: {escape(tests_sentence(v))}.</p>")
+    if equivalence_sentence(v):
+        out.append(f"<p>Behaviour: {escape(equivalence_sentence(v))}.</p>")
     if cand.reasons:
         out.append("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in cand.reasons) + "</ul>")
     judged = f"; judged in {v.timings.get('total', 0):.1f} s" if v else ""

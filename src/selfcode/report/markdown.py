@@ -40,6 +40,23 @@ def tests_sentence(verdict: Verdict | None) -> str:
             f"passed, {b.failed} failed, {b.skipped} skipped); {verdict_text}{fixed}")
 
 
+def equivalence_sentence(verdict: Verdict | None) -> str:
+    """What the out-of-process comparison with the baseline found; "" when it did not run."""
+    e = verdict.equivalence if verdict is not None else None
+    if e is None:
+        return ""
+    checked = len(e.functions) - len(e.not_checked)
+    text = f"{checked} changed function(s) called on {e.inputs_tried} inputs on both trees"
+    if e.counterexample is not None:
+        c = e.counterexample
+        text += f"; they differ: {c.input} {c.candidate}, the baseline {c.baseline}"
+    elif checked:
+        text += ", all alike"
+    if e.not_checked:
+        text += "; not checked: " + "; ".join(f"{k} ({why})" for k, why in e.not_checked.items())
+    return text
+
+
 def usage_sentence(cand: CandidateView) -> str:
     u = cand.usage
     return (f"{u.model or 'model unknown'}, {u.exchanges} exchange(s), "
@@ -104,7 +121,10 @@ def _candidate(view: RunView, cand: CandidateView, diff_budget: int) -> list[str
     if v is not None and v.benchmarks:
         out += ["**Evidence** (paired runs, baseline and candidate back to back):", ""]
         out += [*evidence_md(v), ""]
-    out += [f"**Tests**: {tests_sentence(v)}.", "",
+    out += [f"**Tests**: {tests_sentence(v)}.", ""]
+    if equivalence_sentence(v):
+        out += [f"**Behaviour**: {_cell(equivalence_sentence(v))}.", ""]
+    out += [
             f"**Cost**: {usage_sentence(cand)}; judged in {v.timings.get('total', 0):.1f} s "
             f"({v.sandbox} sandbox)." if v else f"**Cost**: {usage_sentence(cand)}.", "",
             f"**Commit**: {where}; candidate ref `{cand.ref or 'none'}`.", ""]
