@@ -424,7 +424,7 @@ EARLY = [
      "\\ No newline at end of file\n", "rejected: .*symbolic link"),
     ("calc", "a new executable under its own name",
      "diff --git a/src/calc/run b/src/calc/run\nnew file mode 100755\n--- /dev/null\n"
-     "+++ b/src/calc/run\n@@ -0,0 +1 @@\n+echo hi\n", "passes: src/calc/run"),
+     "+++ b/src/calc/run\n@@ -0,0 +1 @@\n+echo hi\n", "rejected: .*executable file"),
     # Byte-level tricks.
     ("examples", "a quoted path with an octal escape",
      section('"a/te\\163ts/test_primes.py"', TEST_HUNK).replace(

@@ -19,7 +19,8 @@ from selfcode.gate.gitread import Change, Entry, Summary
 
 __all__ = ["Readings", "disagreement", "git_paths"]
 
-_REGULAR = ("100644", "100755")
+_PLAIN, _EXECUTABLE = "100644", "100755"
+_REGULAR = (_PLAIN, _EXECUTABLE)
 _SYMLINK, _GITLINK, _NONE = "120000", "160000", "000000"
 
 
@@ -95,7 +96,7 @@ def _summary(r: Readings) -> str | None:
                 "reading); mode changes are not allowed.")
     for verb, table in (("creates", s.created), ("deletes", s.deleted)):
         for path, mode in table.items():
-            if mode not in _REGULAR:
+            if mode not in _REGULAR or (verb == "creates" and mode != _PLAIN):
                 return _mode_refusal(path, mode, verb)
     return None
 
@@ -107,6 +108,10 @@ def _mode_refusal(path: str, mode: str, verb: str) -> str:
     if mode == _GITLINK:
         return (f"The patch {verb} {path} as a submodule (mode 160000, in git's reading); "
                 "submodules may not be changed.")
+    if mode == _EXECUTABLE:
+        # A new executable is a new way to run code (a hook, a script a tool calls).
+        return (f"The patch {verb} {path} as an executable file (mode 100755, in git's "
+                "reading); new files must be plain files (100644).")
     return (f"The patch {verb} {path} with the file mode {mode} (in git's reading); only "
             "regular files (100644, 100755) may be changed.")
 
@@ -131,6 +136,8 @@ def _results(r: Readings) -> str | None:
         for mode in (c.old_mode, c.new_mode):
             if mode in (_SYMLINK, _GITLINK) or mode not in (*_REGULAR, _NONE):
                 return _mode_refusal(c.path, mode, "changes")
+        if c.old_mode == _NONE and c.new_mode != _PLAIN:
+            return _mode_refusal(c.path, c.new_mode, "creates")
         if _NONE not in (c.old_mode, c.new_mode) and c.old_mode != c.new_mode:
             return (f"The patch changes the file mode of {c.path} from {c.old_mode} to "
                     f"{c.new_mode} (in git's result); mode changes are not allowed.")

@@ -81,16 +81,25 @@ class GateConfig(BaseModel):
             "*_test.py",
             "**/conftest.py",
             "conftest.py",
-            "pytest.ini",
-            "tox.ini",
-            "setup.cfg",
-            "pyproject.toml",
+            # Every file pytest reads its configuration from, at any depth (pytest looks upward
+            # from its arguments, and 9.x added pytest.toml and the dotted names).
+            *(pattern for name in ("pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml",
+                                   "tox.ini", "setup.cfg", "pyproject.toml")
+              for pattern in (name, f"**/{name}")),
             "**/sitecustomize.py",
             "sitecustomize.py",
             "**/usercustomize.py",
             "usercustomize.py",
             "**/*.pth",
             "*.pth",
+            # Installed-distribution metadata on the import path: pytest loads the `pytest11`
+            # entry points of every distribution it finds there, so a new .dist-info is a plugin.
+            "*.dist-info/**",
+            "**/*.dist-info/**",
+            "*.egg-info/**",
+            "**/*.egg-info/**",
+            "*.egg-link",
+            "**/*.egg-link",
             "benchmarks/**",
             ".github/**",
             ".gitlab-ci.yml",

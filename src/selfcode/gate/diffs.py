@@ -42,7 +42,9 @@ class DiffStats(TypedDict):
     removed: int
 
 
-_HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+# Nine digits at most: line counts past that are not a real patch, and int() of thousands of
+# digits raises ValueError (CPython caps the conversion) instead of a sentence.
+_HUNK = re.compile(r"@@ -(\d{1,9})(?:,(\d{1,9}))? \+(\d{1,9})(?:,(\d{1,9}))? @@")
 _INDEX_MODE = re.compile(r"index [0-9a-fA-F]+\.\.[0-9a-fA-F]+ (\d+)\s*$")
 _FILE_MODES = ("100644", "100755")
 _SYMLINK, _GITLINK = "120000", "160000"

@@ -7,9 +7,11 @@ paths, applied inside the sandbox, run through the frozen harness, and the gate 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import secrets
 import shlex
+import tarfile
 import time
 from collections.abc import Callable
 from fnmatch import fnmatchcase
@@ -31,6 +33,7 @@ from selfcode.gate.measure import Calibration, calibrate, measure
 from selfcode.gate.paths import lookalike_violations
 from selfcode.gate.probes import context_probes
 from selfcode.gate.protected import protected_violations
+from selfcode.gate.shadowing import shadowing_violations
 from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
 from selfcode.gate.verdict import (
     BenchVerdict,
@@ -98,6 +101,7 @@ class Judge:
         self._baseline_tests: TestsRun | None = None
         self._git: GitBaseline | None = None
         self._baseline_tar: bytes | None = None
+        self._baseline_paths: frozenset[str] = frozenset()
         self._reopen = reopen
         self._broken: str | None = None
         self._seed = 0
@@ -123,6 +127,8 @@ class Judge:
         outcome varies between the `runs` runs are quarantined for the rest of the run."""
         self._healthy_sandbox()
         self._baseline_tar = tar
+        with tarfile.open(fileobj=io.BytesIO(tar)) as listing:
+            self._baseline_paths = frozenset(m.name.removeprefix("./") for m in listing)
         self.trees.load_baseline(tar)
         if self._git is not None:
             self._git.close()
@@ -194,31 +200,19 @@ class Judge:
             return self._verdict(status, reasons, summary, timings, **fields)
 
         try:
-            files: list[DiffFile] = parse_unified_diff(diff, PathPolicy())
-        except PolicyError as exc:
-            return done("rejected", [str(exc)], PatchSummary())
-        except EditError as exc:
-            return done("unusable", [str(exc)], PatchSummary())
-        summary = PatchSummary.model_validate(diff_stats(files))
-        t0 = time.perf_counter()
-        reading = self._git.read(diff, files)  # every path either reading names is checked
-        timings["read"] = round(time.perf_counter() - t0, 4)
-        touched = sorted({f.path for f in files} | {f.old_path for f in files if f.old_path}
-                         | reading.paths)
-        protected = (protected_violations(touched, self.config.protected)
-                     or lookalike_violations(touched, self.config.protected))
-        if protected:
-            return done("rejected", [f"protected path touched: {p}" for p in protected], summary)
-        if reading.refusal:
-            return done(reading.status, [reading.refusal], summary)
-        probes = (context_probes(diff, self._git.new_files(reading))
-                  if self.config.refuse_context_probes else [])
-        if probes:
-            return done("rejected", [f"the patch inspects how it is run ({', '.join(probes)}); "
-                                     "a change must be faster everywhere, not only under the "
-                                     "benchmark"], summary)
+            summary, reading, refusal = self._police(diff, timings)
+            checks = None if refusal or reading is None else self._equivalence_plan(reading)
+        except RecursionError:
+            # Candidate text nested deeper than Python's parser goes: refuse, never crash.
+            return done("rejected", ["the patch's code is nested too deeply for the gate to read "
+                                     "it; write it flatter"], PatchSummary())
+        except (ValueError, UnicodeError) as exc:
+            # Whatever else in the text the readers choke on is the patch's fault, not a crash.
+            return done("unusable", [f"the gate could not read the patch: {exc}"[:500]],
+                        PatchSummary())
+        if refusal:
+            return done(*refusal, summary)
 
-        checks = self._equivalence_plan(reading)
         try:
             return self._in_sandbox(diff, summary, timings, done, checks)
         except JudgeReportError as exc:
@@ -228,6 +222,41 @@ class Judge:
             # What ran in the sandbox killed or wedged it: the candidate's fault, not the run's.
             self._broken = str(exc)
             return done("rejected", [f"the candidate broke its sandbox: {exc}"], summary)
+
+    def _police(self, diff: str, timings: dict[str, float]) -> tuple[
+            PatchSummary, GitReading | None, tuple[str, list[str]] | None]:
+        """The host's reading of the patch, before any of it reaches the sandbox: nothing of it
+        runs here, and any doubt refuses it. Returns the refusal as (status, reasons)."""
+        assert self._git is not None
+        try:
+            files: list[DiffFile] = parse_unified_diff(diff, PathPolicy())
+        except PolicyError as exc:
+            return PatchSummary(), None, ("rejected", [str(exc)])
+        except EditError as exc:
+            return PatchSummary(), None, ("unusable", [str(exc)])
+        summary = PatchSummary.model_validate(diff_stats(files))
+        t0 = time.perf_counter()
+        reading = self._git.read(diff, files)  # every path either reading names is checked
+        timings["read"] = round(time.perf_counter() - t0, 4)
+        touched = sorted({f.path for f in files} | {f.old_path for f in files if f.old_path}
+                         | reading.paths)
+        protected = (protected_violations(touched, self.config.protected)
+                     or lookalike_violations(touched, self.config.protected))
+        if protected:
+            return summary, reading, ("rejected",
+                                      [f"protected path touched: {p}" for p in protected])
+        if reading.refusal:
+            return summary, reading, (reading.status, [reading.refusal])
+        shadows = shadowing_violations(touched, self._baseline_paths)
+        if shadows:
+            return summary, reading, ("rejected", shadows)
+        probes = (context_probes(diff, self._git.new_files(reading))
+                  if self.config.refuse_context_probes else [])
+        if probes:
+            return summary, reading, ("rejected", [
+                f"the patch inspects how it is run ({', '.join(probes)}); a change must be "
+                "faster everywhere, not only under the benchmark"])
+        return summary, reading, None
 
     def _in_sandbox(self, diff: str, summary: PatchSummary, timings: dict[str, float],
                     done: Callable[..., Verdict], checks: Plan | None = None) -> Verdict:
