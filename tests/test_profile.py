@@ -244,3 +244,54 @@ def test_a_context_overflow_is_remembered_for_the_rest_of_the_run(tmp_path: Path
     # The second candidate starts at the size that fitted, not at the full prompt again.
     assert (full, trimmed, second) == (3, 1, 1)
     assert len(llm.calls) == 3  # so it overflowed no more
+
+
+# --- visible to the user: doctor --profile and the run's reports ----------------------------
+
+
+def test_doctor_profile_shows_where_the_time_goes(tmp_path: Path, openai_server: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from selfcode.cli.app import app
+
+    openai_server.script("pong")
+    repo = make_repo(tmp_path / "deep", DEEP)
+    runner = CliRunner()
+    args = ["doctor", str(repo), "--profile", "--sandbox", "local"]
+    env = {"OPENAI_BASE_URL": openai_server.base_url}
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    table = result.stdout.splitlines()
+    assert table[0].split()[:3] == ["benchmark", "function", "where"]
+    row = next(line for line in table if " parse_row " in line)
+    assert "src/rowlib/deep/rows.py:1" in row and "150,000" in row
+    assert re.search(r"\b\d+%", row)
+    result = runner.invoke(app, [*args, "--json"], env=env)
+    doc = json.loads(result.stdout)
+    assert {c["name"] for c in doc["checks"]} >= {"git", "python"}
+    spots = doc["profile"]["benchmarks"][0]["hotspots"]
+    assert any(s["name"] == "parse_row" and s["calls"] == 150_000 for s in spots)
+
+
+def test_the_run_reports_show_the_hotspot_table(tmp_path: Path) -> None:
+    from selfcode.git.store import GitStore
+    from selfcode.history.db import HISTORY_FILE, History
+    from selfcode.history.views import load_run
+    from selfcode.prompt.profile import recorded_profile
+    from selfcode.report.html import render_html
+    from selfcode.report.markdown import render_markdown
+
+    repo = make_repo(tmp_path / "two", TWO)
+    run_improve(repo, "local", ["no edit"], iterations=1)
+    store = GitStore(repo)
+    with History(store.state_dir() / HISTORY_FILE) as history:
+        run_id = history.runs()[0].id
+        view, profile = load_run(history, run_id, store), recorded_profile(history, run_id)
+    assert profile is not None
+    md = render_markdown(view, profile=profile)
+    assert "### Where the time goes" in md
+    assert re.search(r"\| work \| (squares|evens) \| src/rowlib/\w+\.py:1 \| \d+% \|", md)
+    assert "<h2>Where the time goes</h2>" in render_html(view, profile)
+    assert "Where the time goes" not in render_markdown(view)  # no profile, no table

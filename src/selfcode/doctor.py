@@ -1,4 +1,5 @@
-"""`selfcode doctor`: one line per prerequisite, each saying ok or what to do."""
+"""`selfcode doctor`: one line per prerequisite, each saying ok or what to do; with
+`--profile`, where the repository's benchmarks spend their time."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from selfcode.errors import SelfcodeError
 
 if TYPE_CHECKING:
     from selfcode.llm.client import OpenAILLM
+    from selfcode.run.events import Observer
+    from selfcode.sandbox.results import ProfileRun
 
 
 class Check(BaseModel):
@@ -117,3 +120,28 @@ def run_checks(path: Path, environ: Mapping[str, str] | None = None,
     for step in steps:
         checks.extend(step())
     return checks
+
+
+def profile_repository(path: Path, settings: Settings, observer: Observer) -> ProfileRun:
+    """Where the benchmarks of HEAD spend their time, measured in the sandbox as a run would
+    (`doctor --profile`): what selfcode will aim the model at, before any model is paid."""
+    from selfcode.errors import ConfigError
+    from selfcode.gate.judge import discover_benchmarks
+    from selfcode.git.store import GitStore
+    from selfcode.history.db import new_run_id
+    from selfcode.sandbox.factory import baseline_dependencies, open_sandbox
+    from selfcode.sandbox.trees import Trees
+
+    store = GitStore(path)
+    deps = baseline_dependencies(settings.sandbox, store, "HEAD")
+    with open_sandbox(settings.sandbox, store.state_dir(), "doctor-" + new_run_id(), deps,
+                      observer) as sandbox:
+        benchmarks = discover_benchmarks(store.list_files("HEAD"), settings.gate, sandbox.python)
+        if not benchmarks:
+            raise ConfigError("This repository declares no benchmarks to profile: add "
+                              "benchmarks/bench_*.py scripts or [tool.selfcode.benchmarks] "
+                              "commands.")
+        trees = Trees(sandbox, settings.sandbox.timeout)
+        trees.load_baseline(store.tracked_tar("HEAD"))
+        observer.event("phase", f"profiling {len(benchmarks)} benchmark(s)")
+        return trees.profile(benchmarks)

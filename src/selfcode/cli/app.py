@@ -268,20 +268,44 @@ def _best_backend() -> str:
 
 
 @app.command()
-def doctor(json_out: JsonOpt = False, path: PathArg = Path(".")) -> None:
+def doctor(
+    json_out: JsonOpt = False,
+    path: PathArg = Path("."),
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Also profile the benchmarks in the sandbox and print where their "
+        "time goes: the functions selfcode will aim the model at.")] = False,
+    sandbox: SandboxOpt = None,
+) -> None:
     """Check git, Python, the Docker engine, the base image and the model endpoint."""
     with errors():
         from selfcode.doctor import run_checks
 
         checks = run_checks(path)
-        if json_out:
-            print(json.dumps([c.model_dump() for c in checks], indent=2))
-        else:
+        if not json_out:
             for check in checks:
                 mark = "[green]ok[/]  " if check.ok else "[red]fail[/]"
                 err.print(f"{mark} {escape(check.name)}: {escape(check.detail)}",
                           highlight=False)
+        hotspots = _doctor_profile(path, sandbox, json_out) if profile else None
+        if json_out:
+            doc: Any = [c.model_dump() for c in checks]
+            if hotspots is not None:
+                doc = {"checks": doc, "profile": hotspots.model_dump()}
+            print(json.dumps(doc, indent=2))
         raise typer.Exit(0 if all(c.ok or not c.required for c in checks) else 1)
+
+
+def _doctor_profile(path: Path, sandbox: str | None, json_out: bool) -> Any:
+    from selfcode.doctor import profile_repository
+    from selfcode.prompt.profile import hotspot_text
+    from selfcode.report.console import ConsoleObserver
+
+    settings = load_settings(path, _overrides(sandbox__backend=sandbox))
+    with ConsoleObserver(err) as observer:
+        hotspots = profile_repository(path, settings, observer)
+    if not json_out:
+        print(hotspot_text(hotspots))
+    return hotspots
 
 
 @sandbox_app.command("build")

@@ -200,9 +200,13 @@ def report(
 
         if fmt not in ("md", "html"):
             raise SelfcodeError(f"--format must be md or html, not {fmt!r}.")
+        from selfcode.prompt.profile import recorded_profile
+
         with _repo(path) as (store, history):
             view = load_run(history, resolve_run(history, run), store)
-        text = render_html(view) if fmt == "html" else render_markdown(view)
+            profile = recorded_profile(history, view.run_id)
+        text = render_html(view, profile) if fmt == "html" else render_markdown(
+            view, profile=profile)
         if output is None:
             sys.stdout.write(text)
         else:

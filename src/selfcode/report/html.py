@@ -7,6 +7,7 @@ from html import escape
 
 from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
+from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
 from selfcode.report.markdown import (
     equivalence_sentence,
     headline,
@@ -16,6 +17,7 @@ from selfcode.report.markdown import (
 )
 from selfcode.report.plots import bench_svg, series_of
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
+from selfcode.sandbox.results import ProfileRun
 
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f5f7;
@@ -100,7 +102,20 @@ def _candidate(view: RunView, cand: CandidateView) -> list[str]:
     return out
 
 
-def render_html(view: RunView) -> str:
+def _hotspots(profile: ProfileRun | None) -> list[str]:
+    rows = hotspot_rows(profile)
+    if not rows:
+        return []
+    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    cells = ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r.cells()) + "</tr>"
+             for r in rows]
+    return ["<h2>Where the time goes</h2><p>The baseline's profile: what candidates were "
+            "aimed at.</p>", f"<table><tr>{head}</tr>", *cells, "</table>",
+            *(f"<p>{escape(n)}</p>" for n in notes(profile))]
+
+
+def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
+    """The report; `profile`: the baseline's hotspots, shown after the candidates' table."""
     kept = view.on_branch
     kpis = [("candidates", str(len(view.candidates))), ("on the branch", str(len(kept))),
             ("best speedup", f"{view.best_speedup:.2f}x" if view.best_speedup else "–"),
@@ -127,6 +142,7 @@ def render_html(view: RunView) -> str:
                                        for k, v in kpis) + "</div>",
         "<table><tr><th>#</th><th>status</th><th>change</th><th>speed</th>"
         "<th>tests p/f/s</th><th>files</th><th>review</th></tr>", *rows, "</table>",
+        *_hotspots(profile),
     ]
     for cand in kept:
         body += _candidate(view, cand)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
+from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
 from selfcode.report.plots import series_of, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
+from selfcode.sandbox.results import ProfileRun
 
 DEFAULT_MAX_CHARS = 60_000  # GitHub refuses pull-request bodies over 65,536 characters
 
@@ -148,16 +150,30 @@ def _diff_block(cand: CandidateView, budget: int) -> list[str]:
             "</details>", ""]
 
 
-def render_markdown(view: RunView, max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """The report; diffs are shortened first when it would exceed `max_chars`."""
+def hotspots_md(profile: ProfileRun | None) -> list[str]:
+    """Where the baseline's time went (its profile at the start of the run), as a table."""
+    rows = hotspot_rows(profile)
+    if not rows:
+        return []
+    return ["### Where the time goes (the baseline's profile: what candidates were aimed at)",
+            "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS),
+            *("| " + " | ".join(_cell(c) for c in r.cells()) + " |" for r in rows), "",
+            *(f"- {_cell(n)}" for n in notes(profile)), ""]
+
+
+def render_markdown(view: RunView, max_chars: int = DEFAULT_MAX_CHARS,
+                    profile: ProfileRun | None = None) -> str:
+    """The report; diffs are shortened first when it would exceed `max_chars`. `profile`:
+    the baseline's hotspots, shown after the candidates' table."""
+    table = hotspots_md(profile)
     for budget in (max_chars, max_chars // 4, 2_000, 0):
-        text = _render(view, budget)
+        text = _render(view, budget, table)
         if len(text) <= max_chars:
             return text
     return text[: max_chars - 40] + "\n\n... (report truncated)\n"
 
 
-def _render(view: RunView, diff_budget: int) -> str:
+def _render(view: RunView, diff_budget: int, hotspots: list[str]) -> str:
     kept = view.on_branch
     out = [f"## {headline(view)}", "",
            f"Run `{view.run_id}` on `{view.repo}`, from `{view.base_commit[:10]}` to branch "
@@ -176,7 +192,8 @@ def _render(view: RunView, diff_budget: int) -> str:
         out.append(f"| {c.n} | {c.status} | {_cell(c.title)} | {speed_cell(c)} | {tests} | "
                    f"{_cell(files)} | {c.review.decision if c.review else ''} |")
     out += ["", "Tests are passed/failed/skipped. Every accepted candidate passed the same "
-            "tests as the baseline and was re-checked in a fresh sandbox before its commit.", ""]
+            "tests as the baseline and was re-checked in a fresh sandbox before its commit.", "",
+            *hotspots]
     per = diff_budget // max(len(kept), 1)
     for cand in kept:
         out += _candidate(view, cand, per)

@@ -16,6 +16,7 @@ from selfcode.errors import SelfcodeError
 from selfcode.git.store import GitStore
 from selfcode.history.db import HISTORY_FILE, History
 from selfcode.history.views import RunView, load_run
+from selfcode.prompt.profile import recorded_profile
 from selfcode.report.markdown import headline, render_markdown
 from selfcode.run.events import Observer
 from selfcode.run.workflows import improve
@@ -49,6 +50,7 @@ def run_ci(path: Path, settings: Settings, observer: Observer, out_dir: Path,
     try:
         with History(store.state_dir() / HISTORY_FILE) as history:
             view = load_run(history, summary.run_id, store)
+            profile = recorded_profile(history, summary.run_id)
     finally:
         store.close()
     code = EXIT_IMPROVED if view.on_branch else EXIT_NONE
@@ -59,7 +61,7 @@ def run_ci(path: Path, settings: Settings, observer: Observer, out_dir: Path,
         improvements=[{"n": c.n, "title": c.title, "speedup": c.speedup, "commit": c.commit,
                        "ref": c.ref} for c in view.on_branch],
     )
-    _write(out_dir, data, render_markdown(view))
+    _write(out_dir, data, render_markdown(view, profile=profile))
     return code, data
 
 
