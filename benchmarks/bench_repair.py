@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from selfcode.edits import parse_and_apply
 from selfcode.errors import EditError
-from selfcode.llm.client import Message, ReplayDiverged, ReplayLLM
+from selfcode.llm import Message, ReplayDiverged, ReplayLLM
 from selfcode.prompt.render import render
 
 ROOT = Path(__file__).resolve().parents[1]

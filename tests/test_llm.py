@@ -17,7 +17,7 @@ import pytest
 
 from selfcode.config import LLMConfig
 from selfcode.errors import ConfigError, LLMError
-from selfcode.llm.client import (
+from selfcode.llm import (
     PRICES,
     ContextLengthError,
     OpenAILLM,
@@ -26,10 +26,10 @@ from selfcode.llm.client import (
     ReplayLLM,
     Reply,
     Usage,
-    _retry_after,
     cost_of,
     make_llm,
 )
+from selfcode.llm.retry import _retry_after
 from selfcode.testing import FunctionLLM, ScriptedLLM
 
 from openai_server import Answer, Fault, OpenAIServer

@@ -19,7 +19,7 @@ import pytest
 from selfcode.config import LLMConfig
 from selfcode.edits import NoEditsFound, parse_and_apply, read_tree
 from selfcode.errors import EditError, LLMError, PolicyError
-from selfcode.llm.client import EndpointUnreachable, OpenAILLM, RecordingLLM
+from selfcode.llm import EndpointUnreachable, OpenAILLM, RecordingLLM
 
 from openai_server import Fault, OpenAIServer
 

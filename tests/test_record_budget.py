@@ -11,7 +11,7 @@ import pytest
 from selfcode.config import AgentConfig, LLMConfig, load_settings
 from selfcode.doctor import run_checks
 from selfcode.errors import ConfigError, LLMError
-from selfcode.llm.client import (
+from selfcode.llm import (
     ContextLengthError,
     OpenAILLM,
     RecordingLLM,
@@ -19,10 +19,10 @@ from selfcode.llm.client import (
     ReplayLLM,
     Reply,
     Usage,
-    distinctive_substring,
     make_llm,
-    shrink_factor,
 )
+from selfcode.llm.recording import distinctive_substring
+from selfcode.llm.retry import shrink_factor
 from selfcode.prompt.context import Attempt
 from selfcode.prompt.trim import PromptSections, trim_context
 from selfcode.run.ledger import Ledger

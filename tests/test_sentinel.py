@@ -31,7 +31,7 @@ def test_sentinel_judges_the_unchanged_code_and_does_not_accept_it(tmp_path: Pat
 
 
 def test_token_budget_stops_the_run(tmp_path: Path) -> None:
-    from selfcode.llm.client import Usage
+    from selfcode.llm import Usage
 
     repo, _ = prepare_demo_repo(tmp_path / "demo")
     settings = load_settings(repo, {"sandbox": {"backend": "local"},

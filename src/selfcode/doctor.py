@@ -16,7 +16,7 @@ from selfcode.config import Settings, load_settings
 from selfcode.errors import SelfcodeError
 
 if TYPE_CHECKING:
-    from selfcode.llm.client import OpenAILLM
+    from selfcode.llm import OpenAILLM
     from selfcode.run.events import Observer
     from selfcode.sandbox.results import ProfileRun
 
@@ -70,7 +70,7 @@ _DOCTOR_TIMEOUT = 15.0  # seconds; a doctor that hangs for the run's long timeou
 
 def _endpoint(settings: Settings, environ: Mapping[str, str] | None = None) -> Check:
     """Reachable or not, and if reachable, whether it answers a one-token request."""
-    from selfcode.llm.client import EndpointUnreachable, OpenAILLM
+    from selfcode.llm import EndpointUnreachable, OpenAILLM
 
     name = "model endpoint"
     config = settings.llm.model_copy(
