@@ -11,6 +11,7 @@ import decimal
 import fractions
 import math
 import pickle
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ sys.path.insert(0, str(harness_dir()))
 
 import selfcode_equiv_codec as codec
 import selfcode_equiv_inputs as inputs
+
+pytest_plugins = ["docker_util"]
 
 BASE = '''"""A module."""
 import math
@@ -334,3 +337,113 @@ def test_the_next_prompt_shows_the_counterexample() -> None:
                     attempts=[attempt(1, "A sieve.", "rejected", why)], files_omitted=0)
     assert ("primes_up_to(0) raised IndexError('bytearray index out of range'), the baseline "
             "returned []") in prompt
+
+
+# --- in the Docker sandbox: a tokenizer, and what cannot be checked -----------------------------
+
+WORDS = '''def tokens(text: str) -> list[str]:
+    """Words: letters, digits, apostrophes and hyphens kept together."""
+    out, word = [], ""
+    for ch in text:
+        if ch.isalnum() or ch in "'-":
+            word += ch
+        elif word:
+            out.append(word)
+            word = ""
+    if word:
+        out.append(word)
+    return out
+
+
+def pairs(text: str):
+    words = tokens(text)
+    yield from zip(words, words[1:])
+'''
+WORD_FILES = {
+    "src/words/__init__.py": WORDS,
+    "tests/test_words.py": "from words import pairs, tokens\n\n\n"
+                           "def test_tokens():\n    assert tokens('hello big world') == "
+                           "['hello', 'big', 'world']\n    assert tokens('a, b.') == ['a', 'b']\n\n\n"
+                           "def test_pairs():\n    assert list(pairs('a b c')) == [('a', 'b'), "
+                           "('b', 'c')]\n",
+    "benchmarks/bench_words.py": "from words import tokens\n\nprint(len(tokens('lorem ipsum "
+                                 "dolor ' * 3000)))\n",
+    "pyproject.toml": '[project]\nname = "words"\n',
+}
+SPLITS = WORDS.replace('''    out, word = [], ""
+    for ch in text:
+        if ch.isalnum() or ch in "'-":
+            word += ch
+        elif word:
+            out.append(word)
+            word = ""
+    if word:
+        out.append(word)
+    return out''', '''    return re.findall(r"[^\\W_]+", text)''')
+LISTS = WORDS.replace('''    out, word = [], ""
+    for ch in text:
+        if ch.isalnum() or ch in "'-":
+            word += ch
+        elif word:
+            out.append(word)
+            word = ""
+    if word:
+        out.append(word)
+    return out''', '''    out, word = [], []
+    for ch in text:
+        if ch.isalnum() or ch in "'-":
+            word.append(ch)
+        elif word:
+            out.append("".join(word))
+            word = []
+    if word:
+        out.append("".join(word))
+    return out''')
+
+
+@pytest.fixture
+def words_judge(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    from selfcode.gate.judge import Judge, discover_benchmarks
+    from selfcode.git.store import GitStore
+    from selfcode.sandbox.trees import Trees
+
+    from repos import make_repo, unified_diff
+
+    box = request.getfixturevalue("sandbox")
+    repo = make_repo(tmp_path / "words", WORD_FILES)
+    store = GitStore(repo)
+
+    def make(**config: Any) -> Judge:
+        gate = GateConfig(**config)
+        judge = Judge(Trees(box, timeout=60), gate,
+                      discover_benchmarks(store.list_files(), gate, box.python))
+        judge.set_baseline(store.tracked_tar())
+        return judge
+
+    make.diff = lambda new: unified_diff(repo, {"src/words/__init__.py": new})  # type: ignore[attr-defined]
+    return make
+
+
+@pytest.mark.docker
+def test_a_tokenizer_that_splits_words_is_rejected_and_a_generator_is_not_checked(
+        words_judge: Any) -> None:
+    verdict = words_judge().judge(words_judge.diff("import re\n\n\n" + SPLITS))
+    assert verdict.status == "rejected", verdict.reasons
+    example = verdict.equivalence.counterexample
+    assert example is not None and example.function == "words:tokens"
+    # The tests tried "hello big world" and "a, b."; the neighbour has an apostrophe or hyphen.
+    assert re.search(r"tokens\(.*['-].*\) returned", verdict.reasons[0]), verdict.reasons
+    assert "generator" in verdict.equivalence.not_checked["words:pairs"]
+
+
+@pytest.mark.docker
+def test_not_checked_rejects_only_when_equivalence_is_required(words_judge: Any) -> None:
+    diff = words_judge.diff(LISTS)
+    lenient = words_judge().judge(diff)
+    assert lenient.equivalence.counterexample is None and lenient.equivalence.inputs_tried > 20
+    assert not any("behaviour" in r or "not checked" in r for r in lenient.reasons)
+    strict = words_judge(require_equivalence=True).judge(diff)
+    assert strict.status == "rejected"
+    assert strict.reasons == ["equivalence not checked for words:pairs: it is a generator "
+                              "function (its values are produced lazily) (require_equivalence "
+                              "is on)"]
