@@ -32,6 +32,9 @@ def test_top_level_name(path: str, root: str, name: str | None) -> None:
     "src/unittest/__init__.py",
     "src/hypothesis/__init__.py",
     "sitecustomize.pth",
+    "src/sitecustomize/__init__.py",    # a package, not the protected sitecustomize.py
+    "calc.py",                          # the package under test, from another import root
+    "calc/__init__.py",
 ])
 def test_a_new_reserved_top_level_name_is_refused(path: str) -> None:
     (reason,) = shadowing_violations([path], BASELINE)

@@ -189,6 +189,9 @@ class Judge:
         if self._baseline_tests is None or self._git is None:
             raise RuntimeError("set_baseline() must run before judge()")
         self._healthy_sandbox()
+        # git ignores a last header line with no newline, while the commit applies the patch
+        # with one: judge exactly the lines that will be committed.
+        diff = diff if not diff or diff.endswith("\n") else diff + "\n"
         start = time.perf_counter()
         timings = {"sandbox_start": round(self.sandbox_start, 4)}
 

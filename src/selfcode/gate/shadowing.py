@@ -6,8 +6,9 @@ tests import the code under test), so a new `src/pytest.py`, a root `selfcode_py
 controls it from the inside: no protected pattern names such a file, because any name could be
 one. The rule is about names, not paths: at each import root, a top-level module or package
 that the baseline did not have may not take the name of a standard-library module, of the
-tooling the judge runs in the sandbox, or of selfcode's own harness modules. Editing a module
-the baseline already had is unaffected.
+tooling the judge runs in the sandbox, or of selfcode's own harness modules, nor the name of a
+module the baseline has at another import root (the package under test). Editing a module the
+baseline already had is unaffected.
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def shadowing_violations(touched: Iterable[str], baseline: Iterable[str]) -> lis
     for path in sorted(set(touched)):
         for root in IMPORT_ROOTS:
             name = top_level_name(path, root)
-            if name and name not in have[root] and _reserved(name):
+            if not name or name in have[root]:
+                continue
+            # The same name at another import root is the code under test itself: a root
+            # calc.py beside src/calc/ would be what the tests import, not what is committed.
+            elsewhere = any(name in names for other, names in have.items() if other != root)
+            if _reserved(name) or elsewhere:
                 out.append(f"the patch adds {path}, which would shadow the module {name!r} that "
                            "the judged processes import; choose another name")
                 break
