@@ -43,8 +43,7 @@ class Sandbox(Protocol):
     """"docker" or "local"."""
     isolated: bool
     """False when model code runs with the user's privileges (the local backend)."""
-    broken: str | None
-    """Why the sandbox can no longer be used (what ran in it killed or wedged it), or None."""
+
     root: str
     """Writable directory inside the sandbox; trees live at `{root}/a` and `{root}/b`."""
     python: str
@@ -63,6 +62,11 @@ class Sandbox(Protocol):
     """"cgroup" (a CPU counter of this sandbox alone) or "rusage" (the reaped children's)."""
     integrity_gaps: tuple[str, ...]
     """What this backend cannot rule out about a candidate (empty: nothing known)."""
+
+    @property
+    def broken(self) -> str | None:
+        """Why the sandbox can no longer be used (what ran in it killed or wedged it), or None."""
+        ...
 
     def stage(self, name: str, data: bytes) -> str:
         """Make `data` readable (never writable) inside the sandbox; return its in-sandbox path."""
