@@ -95,6 +95,14 @@ def edit(old: str, new: str) -> str:
     # A new function is nothing to compare; its changed caller is.
     (edit("def public(x):\n    return helper(x) + 1", "def public(x):\n    return _new(x)\n\n\n"
           "def _new(x):\n    return x * x + 1"), ["public", "outer"]),
+    # Rebinding a function's name after its def.
+    (BASE + "\nuntouched = abs\n", ["untouched"]),
+    # A call at import could patch anything: every function is compared.
+    (BASE + "\nglobals().update(helper=abs)\n", ["helper", "public", "_private_caller", "outer",
+                                                 "uses_limit", "Box.area", "Box.twice",
+                                                 "untouched"]),
+    # The module's docstring is no behaviour.
+    (edit('"""A module."""', '"""Another module."""'), []),
 ])
 def test_changed_functions(new: str, expected: list[str]) -> None:
     assert changed_functions(BASE, new) == expected
@@ -120,6 +128,13 @@ def test_plan_names_what_it_cannot_check_and_why() -> None:
     assert found.not_checked["gone:*"] == "its module was removed by the patch"
     assert "does not parse" in found.not_checked["bad:*"]
     assert not any(k.startswith("new:") for k in found.not_checked)
+    # Only the baseline's nature counts: naming `open` in the candidate skips nothing.
+    sneaky = plan({"m.py": "def f(x):\n    return x\n"},
+                  {"m.py": "def f(x):\n    open\n    return x\n"})
+    assert [t.key for t in sneaky.targets] == ["m:f"] and not sneaky.not_checked
+    # Text the parser cannot take is named, never a crash of the judge.
+    for text in ("x = " + "-" * 200_000 + "1\n", "def f():\n    return \0\n"):
+        assert "m:*" in plan({"m.py": "def f():\n    return 1\n"}, {"m.py": text}).not_checked
 
 
 def test_reasons_reject_a_counterexample_and_not_checked_only_when_required() -> None:

@@ -6,8 +6,10 @@ baseline's and the candidate's text, by AST (docstrings, comments and formatting
 
 - functions and methods whose definition changed (decorators, signature or body), or that were
   removed while public;
-- functions that read a module-level name whose definition changed (a constant, an import), and
-  the methods of a class whose body outside its methods changed;
+- functions that read a module-level name whose definition changed (a constant, an import), or
+  whose own name is rebound at module level; every function when a module-level statement that
+  binds no name changed (a call at import could patch anything); the methods of a class whose
+  body outside its methods changed;
 - the public functions of the same module that call any of those, transitively (by name, or as
   `self.name` / `cls.name` for methods), since a public caller is what a user sees.
 
@@ -32,6 +34,9 @@ __all__ = ["Plan", "Target", "changed_functions", "module_name", "plan", "python
 _EFFECTS = frozenset({"open", "os", "shutil", "socket", "subprocess", "urllib", "requests",
                       "http", "tempfile", "sqlite3", "pathlib", "Path", "ftplib", "smtplib",
                       "asyncio", "threading", "multiprocessing"})
+
+
+_ANY = "<module code>"
 
 
 @dataclass(frozen=True)
@@ -102,13 +107,15 @@ def _definitions(tree: ast.Module) -> tuple[Functions, dict[str, str], dict[str,
             elif prefix:
                 rest.append(stmt)
             else:
-                for name in _bound_names(stmt):
+                # A statement that binds no name (a call, an `if` around a def) may change any
+                # function as the module is imported: it counts as changing them all.
+                for name in _bound_names(stmt) or {_ANY}:
                     names[name] = names.get(name, "") + _fingerprint(stmt)
         if prefix:
             classes[prefix.rstrip(".")] = ast.dump(ast.Module(body=_strip_docstring(rest),
                                                               type_ignores=[]))
 
-    visit(tree.body, "")
+    visit(_strip_docstring(tree.body), "")
     return functions, names, classes
 
 
@@ -177,6 +184,7 @@ def changed_functions(old: str, new: str) -> list[str]:
             if _public(qualname):
                 changed.add(qualname)
         elif (_fingerprint(node) != _fingerprint(other) or _uses(node) & names
+              or qualname in names or _ANY in names
               or (owner and old_classes.get(owner) != new_classes.get(owner))):
             changed.add(qualname)
     changed |= _callers(old_funcs, changed)
@@ -202,13 +210,17 @@ def plan(baseline: dict[str, str], candidate: dict[str, str | None]) -> Plan:
         try:
             qualnames = changed_functions(old, new)
             old_funcs = _definitions(ast.parse(old))[0]
-            new_funcs = _definitions(ast.parse(new))[0]
         except SyntaxError as exc:
             out.not_checked[f"{module}:*"] = f"it does not parse ({exc.msg}, line {exc.lineno})"
             continue
+        except (RecursionError, MemoryError, ValueError) as exc:  # nesting too deep, NUL bytes
+            out.not_checked[f"{module}:*"] = f"it could not be read ({type(exc).__name__})"
+            continue
         for qualname in qualnames:
             target = Target(module, qualname, path)
-            used = _effects(old_funcs.get(qualname)) | _effects(new_funcs.get(qualname))
+            # The baseline's nature decides: were the candidate's counted, a cheat could skip the
+            # check by naming `open` once; its file access is compared (and fails) like the rest.
+            used = _effects(old_funcs.get(qualname))
             if used:
                 out.not_checked[target.key] = ("it may touch files, processes or the network "
                                                f"(it uses {', '.join(sorted(used))})")
