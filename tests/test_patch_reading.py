@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_hostile import FILES as CALC_FILES
 
 from selfcode.errors import EditError
 from selfcode.gate.agreement import Readings, disagreement, git_paths
@@ -38,6 +37,7 @@ from selfcode.gate.protected import protected_violations
 from selfcode.git.store import GitStore
 
 from repos import make_repo
+from test_hostile import FILES as CALC_FILES
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 PROTECTED = GateConfig().protected

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import docker
 import pytest
-from test_hostile import FILES, GENUINE
 
 from selfcode.gate.config import GateConfig
 from selfcode.gate.judge import Judge, discover_benchmarks
@@ -24,6 +23,7 @@ from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.trees import Trees
 
 from repos import make_repo, unified_diff
+from test_hostile import FILES, GENUINE
 
 pytest_plugins = ["docker_util"]
 
