@@ -122,9 +122,9 @@ def profile(*benches: tuple[str, list[Hotspot]]) -> ProfileRun:
     (profile(("a", [spot("f", 0.3, line=1), spot("<listcomp>", 0.4, line=2,
                                                  callers=(("src/m.py", 1, "f"),))])),
      [("f", "a", 0.7)]),
-    # module bodies, protected or peripheral files and crumbs under 2 % are no targets
+    # module bodies, protected or peripheral files and crumbs under 1 % are no targets
     (profile(("a", [spot("<module>", 0.5), spot("t", 0.4, file="tests/test_m.py"),
-                    spot("h", 0.01)])), []),
+                    spot("h", 0.005)])), []),
 ])
 def test_targets_of(run: ProfileRun, expected: list[tuple[str, str, float]]) -> None:
     found = targets_of(run, lambda path: not path.startswith("tests/"))

@@ -8,7 +8,7 @@ allows, and tests, docs, examples, CI and packaging files stay out unless asked 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -65,31 +65,37 @@ def outline(source: str) -> list[str]:
 
 
 def repo_map(root: Path, files: list[str], first: Iterable[str] = (),
-             max_chars: int = MAP_CHARS, include_peripheral: bool = False) -> str:
+             max_chars: int = MAP_CHARS, include_peripheral: bool = False,
+             read: Callable[[str], str | None] | None = None) -> str:
     """Outlines of the modules, `first` (most relevant first) then the rest by path, until
-    `max_chars`; only the modules shown are read, so the cost follows the cap."""
+    `max_chars`; once an outline no longer fits, only names follow. Only the modules outlined
+    are read and parsed, so the cost follows the cap, not the repository. `read` (a cache)
+    returns a file's text, or None."""
     python = [f for f in files if f.endswith(".py")]
     known = set(python)
     lead = [f for f in dict.fromkeys(first) if f in known]
     rest = sorted(f for f in python if f not in set(lead)
                   and (include_peripheral or not peripheral(f)))
     parts: list[str] = []
-    used = 0
+    used, names_only = 0, False
     for path in [*lead, *rest]:
-        try:
-            source = (root / path).read_text("utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        body = outline(source)
+        if used + len(path) + 1 > max_chars:
+            break
+        source = None if names_only else (read or (lambda p: _read(root, p)))(path)
+        body = outline(source) if source else []
         entry = path + ("\n" + "\n".join(f"  {line}" for line in body) if body else "")
         if used + len(entry) + 1 > max_chars:
-            if len(body) > 0 and used + len(path) + 1 <= max_chars:
-                parts.append(path)  # the name at least
-                used += len(path) + 1
-            continue
+            entry, names_only = path, True
         parts.append(entry)
         used += len(entry) + 1
     return "\n".join(parts)
+
+
+def _read(root: Path, path: str) -> str | None:
+    try:
+        return (root / path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def module_name(path: str) -> str:
@@ -140,13 +146,14 @@ def module_file(module: str, files: set[str]) -> str | None:
 
 
 def exercised_files(root: Path, files: list[str], entry_points: list[str],
-                    limit: int = MAX_FOLLOWED) -> list[str]:
+                    limit: int = MAX_FOLLOWED, max_chars: int | None = None) -> list[str]:
     """Repository modules reachable by imports from the benchmark scripts (or tests), nearest
-    first, at most `limit` of them."""
+    first: at most `limit` of them, and no more once they hold `max_chars` characters."""
     known = set(files)
     seen: list[str] = []
     queue = [p for p in entry_points if p in known]
-    while queue and len(seen) < limit:
+    read = 0
+    while queue and len(seen) < limit and (max_chars is None or read < max_chars):
         path = queue.pop(0)
         if path in seen:
             continue
@@ -155,6 +162,7 @@ def exercised_files(root: Path, files: list[str], entry_points: list[str],
             source = (root / path).read_text("utf-8")
         except (OSError, UnicodeDecodeError):
             continue
+        read += len(source)
         for module in sorted(imported_modules(source, package_of(path))):
             found = module_file(module, known)
             if found and found not in seen:
@@ -167,7 +175,8 @@ def editable_sources(
 ) -> dict[str, str]:
     """The source of the files the benchmarks run, nearest first, within a size budget; never
     a file they do not reach (an alphabetical filler of docs and setup scripts helps nobody)."""
-    ordered = exercised_files(root, files, entry_points)
+    # Nearest first: more than twice the budget read is more than can be shown.
+    ordered = exercised_files(root, files, entry_points, max_chars=max(2 * max_chars, 100_000))
     chosen: dict[str, str] = {}
     used = 0
     for path in ordered:
@@ -184,19 +193,25 @@ def editable_sources(
     return chosen
 
 
-def function_at(source: str, line: int, name: str) -> tuple[int, int] | None:
-    """The (first, last) line of the function `name` that starts at `line` (its first
-    decorator, as code objects count), or of the nearest function of that name."""
+def function_spans(source: str) -> dict[str, list[tuple[int, int]]]:
+    """Every function and method of `source` by name: its (first, last) lines, the first being
+    its first decorator's, as code objects count; {} if unparsable."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return None
-    found: list[tuple[int, int, int]] = []
+        return {}
+    spans: dict[str, list[tuple[int, int]]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            found.append((abs(start - line), start, node.end_lineno or node.lineno))
-    if not found:
-        return None
-    _, start, end = min(found)
-    return start, end
+            spans.setdefault(node.name, []).append((start, node.end_lineno or node.lineno))
+    return spans
+
+
+def function_at(source: str | dict[str, list[tuple[int, int]]], line: int,
+                name: str) -> tuple[int, int] | None:
+    """The (first, last) line of the function `name` that starts at `line`, or of the nearest
+    function of that name. `source`: the module's text, or its `function_spans`."""
+    spans = function_spans(source) if isinstance(source, str) else source
+    found = spans.get(name, [])
+    return min(found, key=lambda span: (abs(span[0] - line), span)) if found else None

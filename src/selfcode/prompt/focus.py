@@ -20,6 +20,7 @@ from selfcode.prompt.context import (
     Attempt,
     editable_sources,
     function_at,
+    function_spans,
     imported_modules,
     module_file,
     package_of,
@@ -55,6 +56,7 @@ class ContextBuilder:
         self.include_peripheral = include_peripheral
         self.known = set(files)
         self._sources: dict[str, str | None] = {}
+        self._spans: dict[str, dict[str, list[tuple[int, int]]]] = {}
 
     def source(self, path: str) -> str | None:
         if path not in self._sources:
@@ -64,6 +66,13 @@ class ContextBuilder:
             except (OSError, UnicodeDecodeError):
                 self._sources[path] = None
         return self._sources[path]
+
+    def spans(self, path: str) -> dict[str, list[tuple[int, int]]]:
+        """The functions of `path` (parsed once per baseline)."""
+        if path not in self._spans:
+            source = self.source(path)
+            self._spans[path] = function_spans(source) if source else {}
+        return self._spans[path]
 
     @property
     def map_chars(self) -> int:
@@ -76,7 +85,7 @@ class ContextBuilder:
                                  budget)
         return PromptSections(files=files, attempts=attempts, repo_map=repo_map(
             self.root, self.files, first=files, max_chars=self.map_chars,
-            include_peripheral=self.include_peripheral))
+            include_peripheral=self.include_peripheral, read=self.source))
 
     def sections(self, target: Target, targets: list[Target],
                  attempts: list[Attempt]) -> PromptSections[Attempt]:
@@ -87,11 +96,11 @@ class ContextBuilder:
         return PromptSections(
             files=files, attempts=attempts, partial=frozenset(partial), target=view,
             repo_map=repo_map(self.root, self.files, first=first, max_chars=self.map_chars,
-                              include_peripheral=self.include_peripheral))
+                              include_peripheral=self.include_peripheral, read=self.source))
 
     def view(self, target: Target, targets: list[Target]) -> TargetView | None:
         source = self.source(target.file)
-        span = function_at(source, target.line, target.name) if source else None
+        span = function_at(self.spans(target.file), target.line, target.name)
         if source is None or span is None:
             return None
         lines = source.splitlines()
@@ -105,7 +114,8 @@ class ContextBuilder:
         source = self.source(path)
         if source is None:
             return None
-        spans = sorted({s for line, name in wanted if (s := function_at(source, line, name))})
+        index = self.spans(path)
+        spans = sorted({s for line, name in wanted if (s := function_at(index, line, name))})
         if not spans:
             return None
         lines = source.splitlines()

@@ -15,8 +15,8 @@ from selfcode.sandbox.results import Hotspot, ProfileRun
 
 __all__ = ["Target", "choose_target", "targets_of"]
 
-MIN_SHARE = 0.02
-"""A function under 2 % of every benchmark's time is not worth a candidate."""
+MIN_SHARE = 0.01
+"""A function under 1 % of every benchmark's time is not worth a candidate."""
 
 
 @dataclass(frozen=True)
