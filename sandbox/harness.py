@@ -36,26 +36,35 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from typing import Any
 
 import selfcode_equiv
 import selfcode_files as files
 import selfcode_profile
 from selfcode_evidence import count_instructions, cross_check, parse_junit, parse_stream
-from selfcode_proc import TAIL_BYTES, Guard, HarnessError, Measured, Setup, run_measured
+from selfcode_proc import (
+    STREAM_CAP,
+    TAIL_BYTES,
+    Guard,
+    HarnessError,
+    Measured,
+    Setup,
+    run_measured,
+)
 
 NONCE_ENV = "SELFCODE_REPORT_NONCE"
 STREAM_ENV = "SELFCODE_STREAM_FD"
 STREAM_FD = 1019
 MAX_STDOUT_KEEP = 2000
 JUNIT_LIMIT = 64 * 1024 * 1024
-LOG_LIMIT = 64 * 1024 * 1024
+LOG_LIMIT = STREAM_CAP
 HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 # Valgrind: every child traced and logged (with -v a forked child logs as it starts) to fd
 # 1020, inside the range valgrind reserves for itself once RLIMIT_NOFILE is 1024: the measured
-# code gets EBADF writing to it, and EACCES reopening it (the file is the judge's).
+# code gets EBADF writing to it and EACCES reopening it (the pipe is the judge's). Valgrind does
+# not guard dup() of its fds, so the code can still append lines; a pipe is why it can never
+# truncate, seek or overwrite what valgrind wrote (tests/test_integrity.py).
 VALGRIND_ARGS = ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                  "--trace-children=yes", "-v"]
 LOG_FD = 1020
@@ -200,12 +209,16 @@ class _Bench:
         if self.metric != "instructions":
             res = run_measured(self.guard, self.argv, tree, base_env(tree), self.timeout)
             return res, res.cpu, None
-        with tempfile.TemporaryFile(dir=self.guard.private) as log:
+        read_end, write_end = os.pipe()
+        try:
             argv = ["valgrind", *VALGRIND_ARGS, f"--log-fd={LOG_FD}", *self.argv]
             res = run_measured(self.guard, argv, tree, base_env(tree), self.timeout,
-                               pass_fds={LOG_FD: os.dup(log.fileno())}, nofile=VALGRIND_NOFILE)
-            data = os.pread(log.fileno(), LOG_LIMIT + 1, 0)
-        if len(data) > LOG_LIMIT:
+                               pass_fds={LOG_FD: write_end}, drain=[read_end],
+                               nofile=VALGRIND_NOFILE)
+        finally:
+            os.close(read_end)
+        data = res.streams.get(read_end, b"")
+        if len(data) >= LOG_LIMIT:
             return res, None, "valgrind's log is larger than any run writes"
         count = count_instructions(data, res.pid)
         return res, count.instructions, count.problem

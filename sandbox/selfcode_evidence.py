@@ -9,7 +9,7 @@ Tests: the plugin streams what pytest collected, every phase report and the sess
 status through a pipe the harness created (appended to, never rewritten); pytest's own JUnit
 file must agree with it, and the process's exit code with the status pytest reported.
 
-Instructions: valgrind logs every traced process to one root-owned file, each line prefixed
+Instructions: valgrind logs every traced process into one pipe of the judge, each line prefixed
 with its `==PID==`. With `-v` a forked child logs as soon as it starts, so every process that ran
 under valgrind appears; each must print exactly one `I refs` summary, no process may carry two
 `Command:` headers (an exec after work would hide that work), and the count is their sum.

@@ -37,6 +37,7 @@ import selfcode_files as files
 TAIL_BYTES = 4000
 STREAM_CAP = 64 * 1024 * 1024
 _PR_SET_CHILD_SUBREAPER = 36
+_PF_EXITING = 0x4
 
 
 class HarnessError(Exception):
@@ -111,8 +112,9 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _procs() -> list[tuple[int, str, list[int], int]]:
-    """(pid, state letter, uids, ppid) of every process in /proc."""
+def _procs() -> list[tuple[int, bool, list[int], int]]:
+    """(pid, runs, uids, ppid) of every process in /proc; `runs`: any of its threads may still
+    run code (a zombie leader whose other threads go on still runs)."""
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -123,9 +125,25 @@ def _procs() -> list[tuple[int, str, list[int], int]]:
             continue  # gone meanwhile
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
         uids = [int(u) for u in fields.get("Uid", "").split()]
-        state = fields.get("State", "?").strip()[:1]
-        out.append((int(name), state, uids, int(fields.get("PPid", "0"))))
+        out.append((int(name), _runs(name), uids, int(fields.get("PPid", "0"))))
     return out
+
+
+def _runs(pid: str) -> bool:
+    """Whether a thread of `pid` is neither dead nor exiting (PF_EXITING: it runs no more code,
+    only the kernel's teardown, which may outlast the closing of its files)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            stat = _read_text(f"/proc/{pid}/task/{tid}/stat").rsplit(")", 1)[1].split()
+        except (OSError, UnicodeDecodeError, IndexError):
+            continue
+        if stat[0] not in "ZXx" and not int(stat[6]) & _PF_EXITING:
+            return True
+    return False
 
 
 class Guard:
@@ -196,22 +214,23 @@ class Guard:
     # --- candidate processes ------------------------------------------------------------------
 
     def live(self) -> list[int]:
-        """Candidate processes still running (zombies do not count: they run nothing)."""
+        """Candidate processes that may still run code (zombies and exiting ones run none)."""
         me = os.getpid()
         procs = _procs() if os.path.isdir("/proc") else []
         if self.setup.user is not None:
             uid = self.setup.user[0]
-            return [p for p, state, uids, _ in procs if state not in "ZX" and uid in uids]
+            return [p for p, runs, uids, _ in procs if runs and uid in uids]
         children: dict[int, list[int]] = {}
-        states = {}
-        for pid, state, _, ppid in procs:
+        running = set()
+        for pid, runs, _, ppid in procs:
             children.setdefault(ppid, []).append(pid)
-            states[pid] = state
+            if runs:
+                running.add(pid)
         found, todo = [], list(children.get(me, []))
         while todo:
             pid = todo.pop()
             todo.extend(children.get(pid, []))
-            if states.get(pid, "Z") not in "ZX":
+            if pid in running:
                 found.append(pid)
         return found
 

@@ -114,12 +114,18 @@ def attempt():
         seen.append("reopened")
     except OSError as exc:
         seen.append(errno.errorcode[exc.errno])
+    for undo in (lambda: os.ftruncate(1020, 0), lambda: os.lseek(1020, 0, os.SEEK_SET)):
+        try:
+            undo()
+            seen.append("undone")
+        except OSError as exc:
+            seen.append(errno.errorcode[exc.errno])
     return seen
 
 child = os.fork()
 if child == 0:  # a forked child logs under its own pid, and is summed
     sum(range(100000))
-    os._exit(0 if attempt() == ["EBADF", "EACCES"] else 3)
+    os._exit(0 if attempt() == ["EBADF", "EACCES", "EINVAL", "ESPIPE"] else 3)
 _, status = os.waitpid(child, 0)
 print(" ".join(attempt()), os.waitstatus_to_exitcode(status))
 '''
@@ -127,11 +133,21 @@ print(" ".join(attempt()), os.waitstatus_to_exitcode(status))
 
 def test_valgrinds_log_is_out_of_the_guests_reach(trees: Trees) -> None:
     """Valgrind reserves the top fds once RLIMIT_NOFILE is 1024: fd 1020 (its log) is EBADF to
-    the guest, and reopening it through /proc is EACCES (the file is root's)."""
+    the guest, reopening it through /proc is EACCES (the pipe is root's), and a pipe cannot be
+    truncated (EINVAL) or rewound (ESPIPE)."""
     bench = _bench(trees, VALGRIND_FD, metric="instructions")
     assert bench.failure is None, bench.failure
-    assert bench.output["a"].head == "EBADF EACCES 0\n"
+    assert bench.output["a"].head == "EBADF EACCES EINVAL ESPIPE 0\n"
     assert bench.a == bench.b and bench.a[0] > 1e6
+
+
+def test_lines_appended_through_a_dup_of_the_log_are_tampering(trees: Trees) -> None:
+    """Valgrind does not guard dup() of its own fds: the guest can append to the log, but an
+    extra count for a process that has its own is tampering, and nothing can be removed."""
+    code = ("import os\nfd = os.dup(1020)\n"
+            "os.write(fd, b'==%d== I   refs:      1\\n' % os.getpid())\n")
+    with pytest.raises(JudgeReportError, match="2 instruction counts"):
+        _bench(trees, code, metric="instructions")
 
 
 FORK_WORK = '''import os
@@ -220,8 +236,20 @@ print("done")
 '''
 
 
-def test_a_process_that_outlives_the_benchmark_fails_it_and_is_killed(trees: Trees) -> None:
-    bench = _bench(trees, OUTLIVES)
+# The leader thread leaves (pthread_exit) and shows as a zombie, while another thread runs on.
+ZOMBIE_LEADER = '''import ctypes, os, threading, time
+if os.fork() == 0:
+    os.setsid()
+    threading.Thread(target=time.sleep, args=(30,)).start()
+    ctypes.CDLL(None).pthread_exit(None)
+print("done")
+'''
+
+
+@pytest.mark.parametrize("code", [OUTLIVES, ZOMBIE_LEADER], ids=["setsid-sleeper", "zombie-leader"])
+def test_a_process_that_outlives_the_benchmark_fails_it_and_is_killed(trees: Trees,
+                                                                      code: str) -> None:
+    bench = _bench(trees, code)
     assert bench.failure and "left processes running" in bench.failure
     # Nothing of it survives into the next run: the same check passes on a clean benchmark.
     assert _bench(trees, INLINE_WORK).failure is None
