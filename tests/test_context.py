@@ -170,3 +170,20 @@ def test_thousands_of_modules_stay_within_budget_and_build_fast(tmp_path):
     assert aimed.repo_map.startswith("src/big/p07/m0007.py")
     assert "tests/" not in aimed.repo_map and "docs/" not in aimed.repo_map
     assert elapsed < 5, f"context building took {elapsed:.1f}s"
+
+
+def test_whole_file_replies_never_get_an_excerpt(tmp_path):
+    big = "".join(f"def other{i}(x):\n    return x + {i}\n\n\n" for i in range(300)) \
+        + "def parse_row(text):\n    return text.split(',')\n"
+    small = "def helper(x):\n    return x\n"
+    files = make(tmp_path, {"src/pkg/rows.py": big, "src/pkg/small.py": small})
+    line = big.splitlines().index("def parse_row(text):") + 1
+    target, other = hot("src/pkg/rows.py", line, "parse_row"), hot("src/pkg/small.py", 1,
+                                                                    "helper", 0.2)
+    args = (tmp_path, files, GateConfig().protected, 40_000, [])
+    whole = ContextBuilder(*args, excerpts=False).sections(target, [target, other], [])
+    assert whole.files["src/pkg/rows.py"] == big and not whole.partial  # it fits: whole
+    tight = ContextBuilder(*args[:3], 12_000, [], excerpts=False).sections(
+        target, [target, other], [])
+    assert "src/pkg/rows.py" not in tight.files and "src/pkg/small.py" in tight.files
+    assert tight.chars() <= 12_000

@@ -295,3 +295,29 @@ def test_the_run_reports_show_the_hotspot_table(tmp_path: Path) -> None:
     assert re.search(r"\| work \| (squares|evens) \| src/rowlib/\w+\.py:1 \| \d+% \|", md)
     assert "<h2>Where the time goes</h2>" in render_html(view, profile)
     assert "Where the time goes" not in render_markdown(view)  # no profile, no table
+
+
+def test_the_baseline_is_profiled_again_when_it_moves(tmp_path: Path) -> None:
+    from selfcode.git.store import GitStore
+    from selfcode.history.db import HISTORY_FILE, History
+
+    repo = make_repo(tmp_path / "two", TWO)
+    loop = "    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n"
+    closed = "    return (n - 1) * n * (2 * n - 1) // 6 if n > 0 else 0\n"
+    fast = ("squares() adds i*i one at a time; the closed form gives the same sum at once.\n\n"
+            f"src/rowlib/squares.py\n```python\n<<<<<<< SEARCH\n{loop}=======\n{closed}"
+            ">>>>>>> REPLACE\n```\n")
+    llm = run_improve(repo, "local", [fast, "no edit"], iterations=2)
+    assert "`squares` in src/rowlib/squares.py" in target_line(llm.calls[0][-1]["content"])
+    store = GitStore(repo)
+    with History(store.state_dir() / HISTORY_FILE) as history:
+        run = history.runs()[0]
+        events = [e for e in history.events(run.id) if e.kind == "profile"]
+        statuses = [c.status for c in history.candidates(run.id)]
+    assert statuses[0] == "accepted", statuses
+    first, second = (ProfileRun.model_validate_json(e.message) for e in events)
+    names = [{h.name for h in p.benchmarks[0].hotspots} for p in (first, second)]
+    assert "squares" in names[0] and "evens" in names[1]
+    # The second profile is the new baseline's: squares is no longer where the time goes.
+    after = next(h for h in second.benchmarks[0].hotspots if h.name == "evens")
+    assert after.own_share > 0.8 and "`evens`" in target_line(llm.calls[1][-1]["content"])

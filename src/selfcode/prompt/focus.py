@@ -50,10 +50,13 @@ class TargetView:
 
 class ContextBuilder:
     def __init__(self, root: Path, files: list[str], protected: list[str], max_chars: int,
-                 entry_points: list[str], include_peripheral: bool = False) -> None:
+                 entry_points: list[str], include_peripheral: bool = False,
+                 excerpts: bool = True) -> None:
+        """`excerpts`: a large file may be shown as its hot functions only (not when the model
+        answers with whole files: it would write back the excerpt as the file)."""
         self.root, self.files, self.protected = root, files, protected
         self.max_chars, self.entry_points = max_chars, entry_points
-        self.include_peripheral = include_peripheral
+        self.include_peripheral, self.excerpts = include_peripheral, excerpts
         self.known = set(files)
         self._sources: dict[str, str | None] = {}
         self._spans: dict[str, dict[str, list[tuple[int, int]]]] = {}
@@ -142,11 +145,11 @@ class ContextBuilder:
             if source is None:
                 continue
             text, cut = source, False
-            if len(source) > budget // 4:
+            if len(source) > budget // 4 and self.excerpts:
                 text, cut = self._excerpt(path, functions) or "", True
-            if not shown and len(text) > budget:  # a giant function: its head, marked as cut
-                text, cut = text[:max(budget - 40, 0)] + "\n# ... (cut to fit)", True
-            if text and (not shown or used + len(text) <= budget):
+            if not shown and cut and len(text) > budget:  # a giant function: its head
+                text = text[:max(budget - 40, 0)] + "\n# ... (cut to fit)"
+            if text and used + len(path) + len(text) <= budget:
                 shown[path], used = text, used + len(path) + len(text)
                 if cut:
                     partial.append(path)

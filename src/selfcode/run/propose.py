@@ -69,7 +69,8 @@ class Proposer:
             self._builder = ContextBuilder(
                 self.worktree.path, self.worktree.list_files(), protected,
                 self.settings.agent.max_context_chars, self.entry_points,
-                include_peripheral=self.judge.goal == "fix")
+                include_peripheral=self.judge.goal == "fix",
+                excerpts=self.edit_format != "whole")
             self.targets = targets_of(self._profile(), lambda p: not peripheral(p)
                                       and not protected_violations([p], protected))
             self._baseline = head
