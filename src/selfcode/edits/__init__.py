@@ -4,7 +4,8 @@ Everything here is a pure function of its arguments except `read_tree`, which re
 The work is split into small modules, each with one job; import the names from here.
 
 * `parse_and_apply` (formats.py) is the one entry point for a model reply in any edit format:
-  SEARCH/REPLACE blocks (blocks.py), unified diffs (udiff.py) or whole files (whole.py).
+  SEARCH/REPLACE blocks (blocks.py), unified diffs (read by udiff_parse.py, applied by
+  udiff.py) or whole files (whole.py).
 * `validate_path`, `read_tree`, `PathPolicy` (paths.py) decide what may be written at all.
 * `replace_unique` (matching.py) places a change: exact, then whitespace-tolerant, always unique.
 * `render_diff` (render.py) turns old and new contents into a diff that `git apply` accepts.
@@ -25,7 +26,8 @@ from selfcode.edits.formats import (
 )
 from selfcode.edits.render import render_diff
 from selfcode.edits.replytext import NoEditsFound
-from selfcode.edits.udiff import FilePatch, Hunk, ParsedDiff, apply_udiff, parse_udiff_reply
+from selfcode.edits.udiff import apply_udiff
+from selfcode.edits.udiff_parse import FilePatch, Hunk, ParsedDiff, parse_udiff_reply
 from selfcode.edits.whole import ParsedWhole, WholeFile, apply_whole, parse_whole_reply
 from selfcode.gate.diffs import DiffFile, DiffStats, diff_stats, parse_unified_diff
 from selfcode.gate.paths import (
