@@ -59,41 +59,59 @@ def validate_path(path: str, policy: PathPolicy = DEFAULT_POLICY) -> str:
     return _validated(path, policy)
 
 
+def _refused(path: str, rule: str) -> PolicyError:
+    return PolicyError(f"The path {path!r} is refused: {rule}.")
+
+
 @lru_cache(maxsize=4096)
 def _validated(path: str, policy: PathPolicy) -> str:
-    def refuse(rule: str) -> PolicyError:
-        return PolicyError(f"The path {path!r} is refused: {rule}.")
-
+    # The checks run in a fixed order, the first that fails names the rule: the same path is
+    # always refused with the same message.
     if not isinstance(path, str) or not path.strip():
-        raise refuse("it is empty")
+        raise _refused(path, "it is empty")
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise refuse("it is not valid UTF-8") from None
-    if _CONTROL.search(path):
-        raise refuse("it contains a NUL or another control character")
-    if path.startswith(("/", "\\")) or _DRIVE.match(path):
-        raise refuse("it is absolute; use a path relative to the repository root")
-    if "\\" in path:
-        raise refuse("it contains a backslash; separate directories with /")
-    if path.endswith("/"):
-        raise refuse("it names a directory, not a file")
+        raise _refused(path, "it is not valid UTF-8") from None
+    rule = _spelling_refusal(path)
+    if rule is not None:
+        raise _refused(path, rule)
     parts = [part for part in path.split("/") if part not in ("", ".")]
+    rule = _parts_refusal(parts)
+    if rule is not None:
+        raise _refused(path, rule)
+    return "/".join(parts)
+
+
+def _spelling_refusal(path: str) -> str | None:
+    """The rule a non-empty UTF-8 `path` breaks as a string, before it is split into names."""
+    if _CONTROL.search(path):
+        return "it contains a NUL or another control character"
+    if path.startswith(("/", "\\")) or _DRIVE.match(path):
+        return "it is absolute; use a path relative to the repository root"
+    if "\\" in path:
+        return "it contains a backslash; separate directories with /"
+    if path.endswith("/"):
+        return "it names a directory, not a file"
+    return None
+
+
+def _parts_refusal(parts: list[str]) -> str | None:
+    """The rule the path's names (without empty and '.' ones) break, or None."""
     if ".." in parts:
-        raise refuse("it contains a '..' component, which could leave the repository")
+        return "it contains a '..' component, which could leave the repository"
     if not parts:
-        raise refuse("it is empty")
+        return "it is empty"
     if any(part.lower() == ".git" for part in parts):
-        raise refuse("it is inside the .git directory")
+        return "it is inside the .git directory"
     if parts[-1].lower().startswith(".git"):
-        raise refuse("git's own files (.git, .gitignore, .gitmodules, .gitattributes...) "
-                     "may not be changed")
-    normalised = "/".join(parts)
-    if len(normalised.encode("utf-8")) > _MAX_PATH_BYTES:
-        raise refuse(f"it is longer than {_MAX_PATH_BYTES} bytes")
+        return ("git's own files (.git, .gitignore, .gitmodules, .gitattributes...) "
+                "may not be changed")
+    if len("/".join(parts).encode("utf-8")) > _MAX_PATH_BYTES:
+        return f"it is longer than {_MAX_PATH_BYTES} bytes"
     if any(len(part.encode("utf-8")) > _MAX_NAME_BYTES for part in parts):
-        raise refuse(f"one of its names is longer than {_MAX_NAME_BYTES} bytes")
-    return normalised
+        return f"one of its names is longer than {_MAX_NAME_BYTES} bytes"
+    return None
 
 
 def folded(path: str) -> str:
