@@ -131,29 +131,42 @@ def _nearest(keys: list[str], search_keys: list[str]) -> tuple[int, int] | None:
     starts = sorted({s for i, line in enumerate(a) if line in wanted
                      for s in range(max(0, i - width + 1), min(i, last) + 1)})
     if starts:
-        matcher = difflib.SequenceMatcher(None, autojunk=False)
-        matcher.set_seq2(b)
-        best, tied = -1.0, [starts[0]]
-        for start in starts:
-            matcher.set_seq1(a[start:start + width])
-            if matcher.real_quick_ratio() < best or matcher.quick_ratio() < best:
-                continue
-            ratio = matcher.ratio()
-            if ratio > best:
-                best, tied = ratio, [start]
-            elif ratio == best and len(tied) < _MAX_TIES:
-                tied.append(start)
-        if len(tied) == 1:
-            return tied[0], width
-        matcher = difflib.SequenceMatcher(None, autojunk=False)
-        matcher.set_seq2("\n".join(b))
-        scores = []
-        for start in tied:
-            matcher.set_seq1("\n".join(a[start:start + width]))
-            scores.append((matcher.ratio(), -start))
-        return -max(scores)[1], width
-    # No line is equal to a SEARCH line: rank lines against the longest SEARCH line by
-    # difflib's cheap upper bound, then compare the best few properly.
+        return _most_similar_window(a, b, starts, width), width
+    start = _window_by_closest_line(a, b, last)
+    return None if start is None else (start, width)
+
+
+def _most_similar_window(a: list[str], b: list[str], starts: list[int], width: int) -> int:
+    """The start, among `starts`, of the window of `a` most like `b` line by line; ties go to
+    the window most like it character by character, then to the earliest."""
+    matcher = difflib.SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2(b)
+    best, tied = -1.0, [starts[0]]
+    for start in starts:
+        matcher.set_seq1(a[start:start + width])
+        if matcher.real_quick_ratio() < best or matcher.quick_ratio() < best:
+            continue
+        ratio = matcher.ratio()
+        if ratio > best:
+            best, tied = ratio, [start]
+        elif ratio == best and len(tied) < _MAX_TIES:
+            tied.append(start)
+    if len(tied) == 1:
+        return tied[0]
+    matcher = difflib.SequenceMatcher(None, autojunk=False)
+    matcher.set_seq2("\n".join(b))
+    scores = []
+    for start in tied:
+        matcher.set_seq1("\n".join(a[start:start + width]))
+        scores.append((matcher.ratio(), -start))
+    return -max(scores)[1]
+
+
+def _window_by_closest_line(a: list[str], b: list[str], last: int) -> int | None:
+    """The start of the window placed by the line of `a` most like the longest line of `b`
+    (at least half alike), clamped to [0, last]; None when no line is that close."""
+    # Rank lines against the longest SEARCH line by difflib's cheap upper bound, then compare
+    # the best few properly.
     anchor = max(range(len(b)), key=lambda j: len(b[j]))
     matcher = difflib.SequenceMatcher(None, autojunk=False)
     matcher.set_seq2(b[anchor])
@@ -173,7 +186,7 @@ def _nearest(keys: list[str], search_keys: list[str]) -> tuple[int, int] | None:
             best, best_line = ratio, j
     if best < 0.5:
         return None
-    return max(0, min(best_line - anchor, last)), width
+    return max(0, min(best_line - anchor, last))
 
 
 _MAX_SHOWN_LINES = 40
@@ -234,6 +247,28 @@ def _ambiguous(buf: Buffer, starts: list[int], wording: Wording) -> EditError:
                      f"places in the file (starting at lines {lines}). {wording.unique_advice}")
 
 
+_Delta = tuple[bool, str]  # (adds, prefix): a uniform indentation shift, see _indent_delta
+
+
+def _places(buf: Buffer, search_keys: list[str]) -> list[tuple[int, _Delta | None]]:
+    """Where the search lines are in `buf`, each with the indentation shift they need, by the
+    first way of matching that finds any: exact (line endings aside), trailing whitespace
+    ignored, indentation shifted uniformly."""
+    starts = _find(buf.keys, search_keys)
+    if not starts:
+        starts = _find([k.rstrip() for k in buf.keys], [k.rstrip() for k in search_keys])
+    if starts or not any(k.strip() for k in search_keys):
+        return [(s, None) for s in starts]
+    width = len(search_keys)
+    shifted: list[tuple[int, _Delta | None]] = []
+    for s in _find([k.strip() for k in buf.keys], [k.strip() for k in search_keys]):
+        d = _indent_delta([k.rstrip() for k in buf.keys[s:s + width]],
+                          [k.rstrip() for k in search_keys])
+        if d is not None:
+            shifted.append((s, d))
+    return shifted
+
+
 def replace_unique(buf: Buffer, search: str, replace: str, wording: Wording,
                    hint: int | None = None) -> int:
     """Replace the one place in `buf` where the lines of `search` are with those of `replace`.
@@ -247,33 +282,25 @@ def replace_unique(buf: Buffer, search: str, replace: str, wording: Wording,
     search = search.replace("\r\n", "\n")
     replace = replace.replace("\r\n", "\n")
     search_keys = keys_of(search)
-    delta: tuple[bool, str] | None = None
-    starts = _find(buf.keys, search_keys)  # 1. exact (line endings aside)
-    if not starts:  # 2. trailing whitespace ignored
-        starts = _find([k.rstrip() for k in buf.keys], [k.rstrip() for k in search_keys])
-    shifted: list[tuple[int, tuple[bool, str]]] = []
-    if not starts and any(k.strip() for k in search_keys):  # 3. indentation shifted uniformly
-        width = len(search_keys)
-        for s in _find([k.strip() for k in buf.keys], [k.strip() for k in search_keys]):
-            d = _indent_delta([k.rstrip() for k in buf.keys[s:s + width]],
-                              [k.rstrip() for k in search_keys])
-            if d is not None:
-                shifted.append((s, d))
-        starts = [s for s, _ in shifted]
+    places = _places(buf, search_keys)
+    starts = [s for s, _ in places]
     if len(starts) > 1 and hint is not None and hint in starts:
         starts = [hint]
     if len(starts) > 1:
         raise _ambiguous(buf, starts, wording)
     if not starts:
         raise _not_found(buf, search_keys, wording)
-    for s, d in shifted:
-        if s == starts[0]:
-            delta = d
-
-    start, end = starts[0], starts[0] + len(search_keys)
+    start = starts[0]
+    delta = next(d for s, d in places if s == start)
     new_keys = keys_of(replace)
     if delta is not None:
         new_keys = [_reindent(k, delta) for k in new_keys]
+    _splice(buf, start, start + len(search_keys), new_keys)
+    return start
+
+
+def _splice(buf: Buffer, start: int, end: int, new_keys: list[str]) -> None:
+    """Put `new_keys`, with the file's line ending, in place of lines [start, end) of `buf`."""
     new_lines = [k + buf.newline for k in new_keys]
     if end == len(buf.lines) and not buf.lines[-1].endswith("\n"):
         # The change ends at a last line without a newline: keep the file without one.
@@ -284,7 +311,6 @@ def replace_unique(buf: Buffer, search: str, replace: str, wording: Wording,
     buf.lines[start:end] = new_lines
     buf.keys[start:end] = new_keys
     buf.edited += 1
-    return start
 
 
 def open_buffers(files: Mapping[str, str | None], paths: Sequence[str],
