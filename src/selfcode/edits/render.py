@@ -66,6 +66,22 @@ def _matching_blocks(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
         tail += 1
     ahi, bhi = la - tail, lb - tail
 
+    blocks = [(0, 0, head)] if head else []
+    i, j = head, head
+    for ai, bj in _anchors(a, b, head, ahi, bhi):
+        blocks += _gap_blocks(a, b, i, ai, j, bj)
+        blocks.append((ai, bj, 1))
+        i, j = ai + 1, bj + 1
+    blocks += _gap_blocks(a, b, i, ahi, j, bhi)
+    if tail:
+        blocks.append((ahi, bhi, tail))
+    return _merged(blocks)
+
+
+def _anchors(a: list[str], b: list[str], head: int, ahi: int,
+             bhi: int) -> list[tuple[int, int]]:
+    """The longest run of pairs (i, j), increasing in both, of lines that occur exactly once in
+    a[head:ahi] and once in b[head:bhi] (patience sorting)."""
     count_a: dict[str, int] = {}
     for line in a[head:ahi]:
         count_a[line] = count_a.get(line, 0) + 1
@@ -76,7 +92,6 @@ def _matching_blocks(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
     pairs = [(i, where_b[a[i]]) for i in range(head, ahi)
              if count_a[a[i]] == 1 and where_b.get(a[i], -1) >= 0]
 
-    # Longest run of pairs increasing in both i and j (patience sorting).
     tops: list[int] = []  # tops[k]: j of the best last pair of a run of length k+1
     top_index: list[int] = []
     back = [-1] * len(pairs)
@@ -94,16 +109,11 @@ def _matching_blocks(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
         anchors.append(pairs[n])
         n = back[n]
     anchors.reverse()
+    return anchors
 
-    blocks = [(0, 0, head)] if head else []
-    i, j = head, head
-    for ai, bj in anchors:
-        blocks += _gap_blocks(a, b, i, ai, j, bj)
-        blocks.append((ai, bj, 1))
-        i, j = ai + 1, bj + 1
-    blocks += _gap_blocks(a, b, i, ahi, j, bhi)
-    if tail:
-        blocks.append((ahi, bhi, tail))
+
+def _merged(blocks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """`blocks` with each run that continues the one before it joined to it."""
     merged: list[tuple[int, int, int]] = []
     for block in blocks:
         if merged and merged[-1][0] + merged[-1][2] == block[0] \
