@@ -20,11 +20,24 @@ from rich.text import Text
 from selfcode import __version__
 from selfcode.cli.common import (
     JUDGES_HELP,
+    BaseUrlOpt,
+    BudgetOpt,
+    CiOpt,
+    EditFormatOpt,
+    IterationsOpt,
     JsonOpt,
     JudgeMode,
     JudgeOpt,
+    MaxMinutesOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    OutOpt,
     PathArg,
+    RecordOpt,
+    ReplayOpt,
+    ResumeOpt,
     SandboxOpt,
+    SelfOpt,
     TimeoutOpt,
     err,
     errors,
@@ -109,35 +122,22 @@ def improve(
     path: PathArg = Path("."),
     goal: GoalOpt = None,
     judge: JudgeOpt = None,
-    iterations: Annotated[int | None, typer.Option(help="Candidates to try.", min=1)] = None,
-    model: Annotated[str | None, typer.Option(help="Model name at the endpoint.")] = None,
-    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. "
-                                                 "http://localhost:11434/v1 for Ollama.")] = None,
+    iterations: IterationsOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
     sandbox: SandboxOpt = None,
     timeout: TimeoutOpt = None,
-    budget_usd: Annotated[float | None, typer.Option(help="Stop once this much is spent.")] = None,
-    replay: Annotated[Path | None, typer.Option(help="Replay model replies from a JSONL file "
-                                                "instead of calling an endpoint.")] = None,
-    self_: Annotated[bool, typer.Option("--self", help="Improve selfcode's own source: a git "
-                                        "checkout, SELFCODE_SOURCE or the editable install's."
-                                        )] = False,
+    budget_usd: BudgetOpt = None,
+    replay: ReplayOpt = None,
+    self_: SelfOpt = False,
     json_out: JsonOpt = False,
-    ci: Annotated[bool, typer.Option("--ci", help="Unattended: no colour, writes report.md and "
-                                     "summary.json to --out; exit 0 improved, 3 none, 2 error."
-                                     )] = False,
-    out: Annotated[Path, typer.Option("--out", help="Where --ci writes its files.")] = Path("."),
-    resume: Annotated[str | None, typer.Option("--resume", metavar="RUN", help="Continue an "
-                                               "interrupted run where it stopped.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(
-        "--max-tokens", help="Stop once the run has used this many tokens.")] = None,
-    max_minutes: Annotated[float | None, typer.Option(
-        "--max-minutes", help="Stop once the run has taken this long.")] = None,
-    edit_format: Annotated[str | None, typer.Option(
-        "--edit-format", help="How the model writes edits: auto, search-replace, udiff, "
-        "whole.")] = None,
-    record: Annotated[Path | None, typer.Option(
-        "--record", help="Append every model exchange to this JSONL file; --replay plays it "
-        "back.")] = None,
+    ci: CiOpt = False,
+    out: OutOpt = Path("."),
+    resume: ResumeOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_minutes: MaxMinutesOpt = None,
+    edit_format: EditFormatOpt = None,
+    record: RecordOpt = None,
 ) -> None:
     """Run the loop (help: IMPROVE_HELP, which shares the judges' description with eval)."""
     with errors(RUN_INTERRUPTED):

@@ -80,6 +80,31 @@ JudgeOpt = Annotated[
     JudgeMode | None, typer.Option("--judge", case_sensitive=False, help=JUDGE_HELP)
 ]
 
+# The options of `improve`: declared here, as the shared ones are, so that the command's
+# signature stays a list of names.
+IterationsOpt = Annotated[int | None, typer.Option(help="Candidates to try.", min=1)]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name at the endpoint.")]
+BaseUrlOpt = Annotated[str | None, typer.Option(
+    help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for Ollama.")]
+BudgetOpt = Annotated[float | None, typer.Option(help="Stop once this much is spent.")]
+ReplayOpt = Annotated[Path | None, typer.Option(
+    help="Replay model replies from a JSONL file instead of calling an endpoint.")]
+SelfOpt = Annotated[bool, typer.Option("--self", help="Improve selfcode's own source: a git "
+                                       "checkout, SELFCODE_SOURCE or the editable install's.")]
+CiOpt = Annotated[bool, typer.Option("--ci", help="Unattended: no colour, writes report.md and "
+                                     "summary.json to --out; exit 0 improved, 3 none, 2 error.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Where --ci writes its files.")]
+ResumeOpt = Annotated[str | None, typer.Option(
+    "--resume", metavar="RUN", help="Continue an interrupted run where it stopped.")]
+MaxTokensOpt = Annotated[int | None, typer.Option(
+    "--max-tokens", help="Stop once the run has used this many tokens.")]
+MaxMinutesOpt = Annotated[float | None, typer.Option(
+    "--max-minutes", help="Stop once the run has taken this long.")]
+EditFormatOpt = Annotated[str | None, typer.Option(
+    "--edit-format", help="How the model writes edits: auto, search-replace, udiff, whole.")]
+RecordOpt = Annotated[Path | None, typer.Option(
+    "--record", help="Append every model exchange to this JSONL file; --replay plays it back.")]
+
 
 def print_error(message: str) -> None:
     """One error line on stderr; the message is never parsed as markup."""
