@@ -313,3 +313,34 @@ def test_accepted_candidates_lfsconfig_makes_the_host_fetch_from_a_url_it_chose(
                                       "--sandbox", "docker", "--iterations", "1"])
     assert seen == [], (f"git-lfs on the host called the candidate's URL: "
                         f"{[r['line'] for r in seen]} ({result.output[-400:]})")
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to hand the repository to another uid")
+def test_a_repository_owned_by_another_user_runs_its_git_config_on_the_host(
+    clean_env: dict[str, str], tmp_path: Path, base_image: str, sandbox_image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repository owned by another user (a shared /tmp checkout, a CI cache, an unpacked
+    archive with its .git): git itself refuses it ("detected dubious ownership", the
+    safe.directory protection of CVE-2022-24765), because its .git/config is that user's
+    to write, e.g. `filter.x.smudge = <their program>` with `* filter=x` in .gitattributes.
+    selfcode sets GIT_DIR explicitly on every command (command.configure), and git skips the
+    ownership check when GIT_DIR is given, so `selfcode improve` checks the run's worktree
+    out (`git reset --hard`) and runs the other user's program on the host."""
+    monkeypatch.setenv("SELFCODE_BASE_IMAGE", base_image)
+    marker = tmp_path / "foreign-filter-ran"
+    program = tmp_path / "smudge.sh"
+    program.write_text(f"#!/bin/sh\ntouch {marker}\ncat\n")
+    program.chmod(0o755)
+    repo = _target(tmp_path / "target", {".gitattributes": "*.py filter=x\n"})
+    _git(repo, "config", "filter.x.smudge", str(program))
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 4321, 4321)
+    refused = subprocess.run(["git", "status"], cwd=repo, capture_output=True, text=True)
+    assert "dubious ownership" in refused.stderr  # git's own answer to this repository
+    replay = write_replay(tmp_path / "r.jsonl", "no edit")
+    result = CliRunner().invoke(app, ["improve", str(repo), "--replay", str(replay),
+                                      "--sandbox", "docker", "--iterations", "1"])
+    assert not marker.exists(), (f"the other user's filter ran on the host "
+                                 f"({result.output[-300:]})")
