@@ -193,7 +193,14 @@ def cmd_equiv(args: argparse.Namespace, guard: Any, tools: Any) -> dict[str, Any
     targets = [{"key": f"{t['module']}:{t['qualname']}", "module": t["module"],
                 "qualname": t["qualname"]} for t in spec["targets"]]
     params = [spec[k] for k in ("samples", "calls", "seconds", "call_seconds", "seed")]
-    missing = [t for t in targets if store.get("rec", _digest(t["key"], spec["samples"])) is None]
+    def unrecorded(wanted: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [t for t in wanted if store.get("rec", _digest(t["key"], spec["samples"])) is None]
+
+    # One recording run serves every function of the changed modules (`record`), so a later
+    # candidate that changes another function of the same module costs no test run.
+    pool = [{"key": f"{t['module']}:{t['qualname']}", **t} for t in spec.get("record", [])]
+    missing = list({t["key"]: t for t in unrecorded(pool + targets)}.values()) \
+        if unrecorded(targets) else []
     if missing:
         for key, value in record(args, guard, tools, spec, missing).items():
             store.put("rec", _digest(key, spec["samples"]), value)

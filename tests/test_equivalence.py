@@ -462,3 +462,22 @@ def test_not_checked_rejects_only_when_equivalence_is_required(words_judge: Any)
     assert strict.reasons == ["equivalence not checked for words:pairs: it is a generator "
                               "function (its values are produced lazily) (require_equivalence "
                               "is on)"]
+
+
+def test_the_reports_state_what_was_compared() -> None:
+    from selfcode.gate.verdict import Verdict
+    from selfcode.report.markdown import equivalence_sentence
+
+    verdict = Verdict(accepted=False, status="rejected", goal="speed", equivalence=(
+        EquivalenceVerdict(functions=["m:f", "m:g"], inputs_tried=40,
+                           not_checked={"m:g": "it is an async function"},
+                           counterexample=Counterexample(function="m:f", input="f(0)",
+                                                         candidate="returned 1",
+                                                         baseline="returned 0"))))
+    assert equivalence_sentence(verdict) == (
+        "1 changed function(s) called on 40 inputs on both trees; they differ: f(0) returned 1, "
+        "the baseline returned 0; not checked: m:g (it is an async function)")
+    verdict.equivalence = EquivalenceVerdict(functions=["m:f"], inputs_tried=9)
+    assert equivalence_sentence(verdict).endswith("9 inputs on both trees, all alike")
+    verdict.equivalence = None
+    assert equivalence_sentence(verdict) == ""

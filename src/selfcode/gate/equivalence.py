@@ -54,6 +54,8 @@ class Target:
 class Plan:
     targets: list[Target] = field(default_factory=list)
     not_checked: dict[str, str] = field(default_factory=dict)
+    recorded: list[Target] = field(default_factory=list)
+    """Every function of the changed modules: recorded together, once per baseline."""
 
 
 def module_name(path: str) -> str | None:
@@ -210,6 +212,7 @@ def plan(baseline: dict[str, str], candidate: dict[str, str | None]) -> Plan:
         try:
             qualnames = changed_functions(old, new)
             old_funcs = _definitions(ast.parse(old))[0]
+            out.recorded += [Target(module, q, path) for q in old_funcs]
         except SyntaxError as exc:
             out.not_checked[f"{module}:*"] = f"it does not parse ({exc.msg}, line {exc.lineno})"
             continue

@@ -326,6 +326,8 @@ class Judge:
             spec = {"baseline": self._equiv_id, "benchmarks": self.benchmarks,
                     "targets": [{"module": t.module, "qualname": t.qualname}
                                 for t in checks.targets],
+                    "record": [{"module": t.module, "qualname": t.qualname}
+                               for t in checks.recorded],
                     "pytest_args": cfg.pytest_args, "samples": cfg.equivalence_samples,
                     "calls": cfg.equivalence_calls, "seconds": cfg.equivalence_seconds,
                     "call_seconds": cfg.equivalence_call_seconds,
