@@ -23,10 +23,10 @@ model = "from-file"
 benchmarks = { sort = "python bench/sort.py" }
 [tool.selfcode.sandbox]
 timeout = 11
-backend = "local"
+memory = "1g"
 """)
     s = load_settings(tmp_path, environ={})
-    assert (s.llm.model, s.sandbox.timeout, s.sandbox.backend) == ("from-file", 11, "local")
+    assert (s.llm.model, s.sandbox.timeout, s.sandbox.memory) == ("from-file", 11, "1g")
     assert s.gate.benchmarks == {"sort": "python bench/sort.py"}
     s = load_settings(tmp_path, environ={"SELFCODE_MODEL": "from-env", "SELFCODE_TIMEOUT": "22"})
     assert (s.llm.model, s.sandbox.timeout) == ("from-env", 22)
@@ -48,6 +48,8 @@ def test_selfcode_toml_wins_over_pyproject(tmp_path):
         ("[tool.selfcode]\nmodle = 'x'\n", "Unknown configuration key 'modle'"),
         ("[tool.selfcode.sandbox]\ntimeout = 'soon'\n", "'sandbox.timeout'"),
         ("[tool.selfcode.sandbox]\nbackend = 'vm'\n", "'sandbox.backend'"),
+        ("[tool.selfcode.llm]\nbase_url = 'http://127.0.0.1:9/v1'\n", "'llm.base_url' in"),
+        ("[tool.selfcode.sandbox]\nbackend = 'local'\n", "may not choose"),
         ("[tool.selfcode]\nprotected = []\n", "'gate.protected'"),
         ("[tool.selfcode\n", "Cannot read the configuration"),
     ],

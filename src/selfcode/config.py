@@ -148,6 +148,30 @@ _SHORTHANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# What the repository being improved may not choose: where the API key is sent, which file on
+# this machine is written, whether and in what its code is isolated. A branch (or a fork a CI
+# job runs on) could otherwise send the key to its own endpoint or run its tests on the host.
+# These come from the SELFCODE_* environment or the command line only.
+HOST_ONLY: dict[tuple[str, str], str] = {
+    ("llm", "base_url"): "--base-url or SELFCODE_BASE_URL",
+    ("llm", "api_key_env"): "SELFCODE_API_KEY_ENV",
+    ("llm", "record"): "--record",
+    ("llm", "replay"): "--replay or SELFCODE_REPLAY",
+    ("llm", "prices"): "the command line or the environment (the budget caps rely on them)",
+    ("sandbox", "backend"): "--sandbox or SELFCODE_SANDBOX",
+    ("sandbox", "base_image"): "SELFCODE_BASE_IMAGE",
+    ("sandbox", "image"): "SELFCODE_IMAGE",
+}
+
+
+def _refuse_host_only(layer: dict[str, Any], source: str) -> None:
+    for (section, key), instead in HOST_ONLY.items():
+        if key in (layer.get(section) or {}):
+            raise ConfigError(
+                f"'{section}.{key}' in {source} is refused: the repository may not choose where "
+                f"your API key goes or what runs on your machine; set it with {instead} instead.")
+
+
 def _file_config(repo: Path) -> tuple[dict[str, Any], str | None]:
     selfcode_toml = repo / "selfcode.toml"
     pyproject = repo / "pyproject.toml"
@@ -237,7 +261,9 @@ def load_settings(
     if repo is not None:
         raw, source = _file_config(repo)
         if source:
-            layers.append((source, _expand_shorthands(raw)))
+            layer = _expand_shorthands(raw)
+            _refuse_host_only(layer, source)
+            layers.append((source, layer))
     layers.append(("the SELFCODE_* environment", _env_config(environ)))
     layers.append(("the command line", overrides or {}))
     merged: dict[str, Any] = {}

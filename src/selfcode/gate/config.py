@@ -106,6 +106,9 @@ class GateConfig(BaseModel):
             ".ci/**",
             ".git*",
             "**/.git*",
+            # git-lfs reads its server from .lfsconfig when a checkout or an apply runs it.
+            ".lfsconfig",
+            "**/.lfsconfig",
             "selfcode.toml",
             # Dependency declarations: the sandbox image is built from the baseline's, and a
             # candidate that could add one could make the host fetch or build what it names.

@@ -7,13 +7,17 @@ run git the same safe way.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import git
 from git.exc import GitCommandError, GitCommandNotFound
+
+from selfcode.errors import GitError
 
 # Configuration forced on every git command: no hook or fsmonitor of the target ever runs,
 # and nothing may prompt for a signing passphrase.
@@ -62,7 +66,26 @@ def configure(g: git.Git, git_dir: Path, work_tree: Path, options: list[str]) ->
         GIT_DIR=str(git_dir),
         GIT_WORK_TREE=str(work_tree),
         GIT_INDEX_FILE=str(git_dir / "index"),
+        # No system or global configuration: their filter drivers (git-lfs installs one) would
+        # run on this machine at checkout and apply, reading settings the repository chose
+        # (`.lfsconfig`: a URL to fetch from). The repository's own .git/config still applies.
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
     )
+
+
+def check_ownership(path: Path) -> None:
+    """Refuse a repository git itself would refuse ("dubious ownership"): with GIT_DIR set
+    explicitly git skips that check, and another user's .git/config would then run here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    try:
+        proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], env=env,
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no git at all is reported by the caller, in its own words
+    if proc.returncode != 0 and "dubious ownership" in proc.stderr:
+        reason = " ".join(proc.stderr.split())[:400]
+        raise GitError(f"git refuses {path}: {reason}")
 
 
 def _parse_identity(identity: str) -> tuple[str, str]:

@@ -31,6 +31,7 @@ from selfcode.git.command import (
     SAFE_CONFIG,
     SUBMODULE_MODE,
     Trailers,
+    check_ownership,
     commit_message,
     configure,
     git_failure,
@@ -50,6 +51,7 @@ class GitStore:
         path = Path(path)
         if not path.exists():
             raise GitError(f"{path} does not exist.")
+        check_ownership(path)
         try:
             repo = git.Repo(path, search_parent_directories=True)
         except (InvalidGitRepositoryError, NoSuchPathError):

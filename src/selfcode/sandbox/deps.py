@@ -102,6 +102,11 @@ def requirement_entry(line: str, where: str, file: str = "") -> str | Include | 
     text = _COMMENT.sub("", line).strip()
     if not text:
         return None
+    if len(line.splitlines()) > 1:
+        # pip splits the file selfcode writes on every line boundary str.splitlines knows
+        # (\x0b, \x0c, \x1c-\x1e, \x85, U+2028, U+2029): one entry must stay one line.
+        raise _refuse(where, text.encode("unicode_escape").decode("ascii"),
+                      "contains a line break", "write each requirement on a line of its own")
     if "$" in text:
         raise _refuse(where, text, "uses an environment variable",
                       "write the value itself, and never a credential, into the file")
