@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 PHASES = ("setup", "call", "teardown")
 REPORT_OUTCOMES = ("passed", "failed", "skipped", "rerun")
@@ -58,12 +58,12 @@ def parse_junit(data: bytes | None) -> dict[str, str] | None:
     return outcomes
 
 
-@dataclass
 class Stream:
-    collected: list[str] | None = None
-    phases: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
-    exit_status: int | None = None
-    problem: str | None = None
+    def __init__(self) -> None:
+        self.collected: list[str] | None = None
+        self.phases: dict[str, dict[str, tuple[str, bool]]] = {}
+        self.exit_status: int | None = None
+        self.problem: str | None = None
 
     def outcomes(self) -> dict[str, str] | None:
         if self.collected is None or self.exit_status is None:
@@ -161,8 +161,7 @@ _LINE = re.compile(rb"^(==|--)(\d+)\1 ?(.*)$")
 _IREFS = re.compile(rb"I\s+refs:\s+([\d,]+)\s*$")
 
 
-@dataclass
-class Count:
+class Count(NamedTuple):
     instructions: float | None = None
     processes: int = 0
     problem: str | None = None

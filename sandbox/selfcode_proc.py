@@ -29,8 +29,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import selfcode_files as files
 
@@ -44,8 +43,7 @@ class HarnessError(Exception):
     """The harness cannot do its job here (wrong uid, no cgroup counter, ...)."""
 
 
-@dataclass(frozen=True)
-class Setup:
+class Setup(NamedTuple):
     judge_dir: str
     user: tuple[int, int] | None
     """(uid, gid) every candidate process runs as; None: no demotion (the local sandbox)."""
@@ -54,8 +52,9 @@ class Setup:
     cpu_meter: str = "rusage"
 
 
-@dataclass
-class Measured:
+class Measured(NamedTuple):
+    # NamedTuples, not dataclasses: importing dataclasses (and inspect) costs every harness
+    # start a tenth of its time.
     exit_code: int
     pid: int = 0
     timed_out: bool = False
@@ -65,7 +64,7 @@ class Measured:
     stdout: bytes = b""
     stderr_tail: str = ""
     leftovers: int = 0
-    streams: dict[int, bytes] = field(default_factory=dict)
+    streams: dict[int, bytes] = {}  # noqa: RUF012 - never mutated
     problem: str | None = None
     """Why the run cannot count at all (the fresh state could not be made...)."""
 
