@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import secrets
 import shlex
 import tarfile
@@ -30,6 +29,7 @@ from selfcode.gate.equivalence import Plan, plan, python_sources
 from selfcode.gate.equivalence import reasons as equivalence_reasons
 from selfcode.gate.gitpatch import GitBaseline, GitReading
 from selfcode.gate.measure import Calibration, calibrate, measure
+from selfcode.gate.metric import judge_metric
 from selfcode.gate.paths import lookalike_violations
 from selfcode.gate.probes import context_probes
 from selfcode.gate.protected import protected_violations
@@ -348,7 +348,7 @@ class Judge:
             missing = fix_reason(tests)
             return [], [missing] if missing else []
         if self.goal == "metric":
-            return self._metric()
+            return judge_metric(self.trees, self.config, self._seed, self.progress)
         if self.calibration is None:
             self.calibrate()
         assert self.calibration is not None
@@ -356,33 +356,6 @@ class Judge:
                          self._seed, self.progress)
         reasons = result.reasons or ([] if result.improved else [result.why_not or "no gain"])
         return result.verdicts, reasons
-
-    def _metric(self) -> tuple[list[BenchVerdict], list[str]]:
-        assert self.config.metric_command
-        self.progress("measuring the metric")
-        argv = shlex.split(self.config.metric_command)
-        if argv and argv[0] in ("python", "python3"):
-            argv[0] = self.trees.sandbox.python
-        run = self.trees.run_benchmarks({"metric": argv}, 2, self._seed)
-        (bench,) = run.benchmarks
-        values = {}
-        for side in ("a", "b"):
-            out = bench.output.get(side)
-            try:
-                values[side] = float(json.loads(out.head)) if out else None
-            except (ValueError, TypeError):
-                values[side] = None
-        a, b = values["a"], values["b"]
-        if bench.failure or a is None or b is None:
-            why = bench.failure or "the metric command did not print one JSON number"
-            return [], [f"metric: {why}"]
-        better = b > a if self.config.metric_direction == "max" else b < a
-        verdict = BenchVerdict(name="metric", metric=f"metric ({self.config.metric_direction})",
-                               baseline=[a], candidate=[b], ratio=b / a if a else None,
-                               verdict="faster" if better else "same")
-        reason = [] if better else [f"the metric did not improve ({a:g} → {b:g}, "
-                                    f"{self.config.metric_direction} is better)"]
-        return [verdict], reason
 
     def sentinel(self) -> bool:
         """An A/A check mid-run: would the gate accept the unchanged baseline as faster?"""
