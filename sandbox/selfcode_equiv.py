@@ -30,7 +30,7 @@ import selfcode_equiv_codec as codec
 import selfcode_files as files
 from selfcode_proc import HarnessError, Measured, run_measured
 
-FD = 1018
+FD = 1020  # the judge's fd in every run (selfcode_guest.JUDGE_FD)
 RECORDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcode_equiv_record.py")
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcode_equiv_run.py")
 CACHE_LIMIT = 256 * 1024 * 1024
@@ -147,6 +147,7 @@ def _merge(key: str, sources: list[list[dict[str, Any]]], cap: int) -> dict[str,
 def _run_side(guard: Any, tools: Any, tree_name: str, orders: dict[str, Any],
               timeout: float) -> tuple[Measured, list[dict[str, Any]]]:
     tree = tools.tree_path(guard, tree_name)
+    orders = {**orders, "token": "selfcode-equiv-" + secrets.token_hex(8)}
     # A directory of the judge's, readable by the candidate uid, which cannot replace the file.
     folder = os.path.join(guard.setup.judge_dir, "runs", "equiv-" + secrets.token_hex(8))
     os.mkdir(folder, 0o755)
@@ -155,9 +156,11 @@ def _run_side(guard: Any, tools: Any, tree_name: str, orders: dict[str, Any],
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(orders, fh)
         os.chmod(path, 0o644)
-        env = tools.base_env(tree)
-        env["SELFCODE_EQUIV_FD"] = str(FD)
-        return _piped(guard, [sys.executable, RUNNER, path], tree, env, timeout)
+        result = run_measured(guard, [sys.executable, RUNNER, path], tree, tools.base_env(tree),
+                              timeout)
+        # Only what follows the last token line is the runner's; before it, what calls printed.
+        _, found, tail = result.stdout.rpartition(b"\n" + orders["token"].encode() + b"\n")
+        return result, _lines(tail) if found else []
     finally:
         files.remove_tree(folder)
 

@@ -3,7 +3,7 @@
 Standard library only (plus Hypothesis on the baseline side, for drawn inputs). The harness
 starts it as the candidate uid, in one sealed tree, with no pytest loaded:
 
-    python selfcode_equiv_run.py ORDERS.json      (results: JSON lines into fd $SELFCODE_EQUIV_FD)
+    python selfcode_equiv_run.py ORDERS.json    (results: JSON lines on stdout, below the token)
 
 On the baseline (`"side": "a"`) it reads the recorded calls, adds their neighbours and Hypothesis
 draws (fixed seed; at most `calls` per function, within `seconds`), and calls the function on
@@ -21,7 +21,6 @@ import base64
 import contextlib
 import importlib
 import inspect
-import io
 import json
 import os
 import pickle
@@ -35,7 +34,6 @@ from typing import Any
 import selfcode_equiv_codec as codec
 import selfcode_equiv_inputs as inputs
 
-FD_ENV = "SELFCODE_EQUIV_FD"
 MAX_STDOUT = 2000
 REPEATED = 8
 """How many of a function's first inputs the baseline answers twice (is it deterministic?)."""
@@ -50,30 +48,61 @@ def _alarm(*_: object) -> None:
 
 
 class Out:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    """Results, kept in memory and written to stdout after the last call, below a line with the
+    run's token: while the judged code runs, this process holds no descriptor a benchmark's
+    process would not (a well-known pipe would tell the code it is being checked)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.lines: list[str] = []
 
     def send(self, record: dict[str, Any]) -> None:
-        view = memoryview((json.dumps(record) + "\n").encode())
+        self.lines.append(json.dumps(record))
+
+    def close(self) -> None:
+        sys.stdout.flush()
+        view = memoryview("\n".join(["", self.token, *self.lines, ""]).encode())
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(1, view):]
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def call_one(func: Callable[..., Any], data: bytes, limit: float) -> tuple[dict[str, Any], float]:
-    """Call `func` on a fresh copy of the pickled call `data`; (outcome as plain data, seconds)."""
-    args, kwargs = pickle.loads(data)
-    printed = io.StringIO()
-    outcome: dict[str, Any]
-    start = time.perf_counter()
-    signal.setitimer(signal.ITIMER_REAL, limit)
+def _stdout_end() -> int | None:
+    """Where stdout (the harness's regular file) ends now; None when it is no file."""
+    sys.stdout.flush()
     try:
-        with contextlib.redirect_stdout(printed):
-            value = func(*args, **kwargs)
-            outcome = {"kind": "return", "value": codec.encode(value)}
+        return os.lseek(1, 0, os.SEEK_END)
+    except OSError:
+        return None
+
+
+def _printed_since(start: int | None) -> str:
+    end = _stdout_end()
+    if start is None or end is None or end <= start:
+        return ""
+    return os.pread(1, min(end - start, MAX_STDOUT), start).decode("utf-8", "replace")
+
+
+def call_one(func: Callable[..., Any], data: bytes,
+             limit: float | None) -> tuple[dict[str, Any], float]:
+    """Call `func` on a fresh copy of the pickled call `data`; (outcome as plain data, seconds).
+
+    What it prints is read back from stdout itself (sys.stdout is not replaced), and only the
+    baseline's calls run under a timer (`limit`): the candidate's whole run has the harness's
+    time limit, so nothing in its process differs from an ordinary one but the caller.
+    """
+    args, kwargs = pickle.loads(data)
+    outcome: dict[str, Any]
+    printed_from = _stdout_end()
+    start = time.perf_counter()
+    if limit is not None:
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        value = func(*args, **kwargs)
+        outcome = {"kind": "return", "value": codec.encode(value)}
     except _Timeout:
         outcome = {"kind": "timeout", "limit": limit}
     except BaseException as exc:  # SystemExit and the rest are behaviour too
@@ -83,11 +112,12 @@ def call_one(func: Callable[..., Any], data: bytes, limit: float) -> tuple[dict[
             message = "?"
         outcome = {"kind": "raise", "exc": codec.qualname(type(exc)), "msg": message}
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if limit is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     elapsed = time.perf_counter() - start
     if outcome["kind"] != "timeout":
         outcome["args"] = codec.encode([list(args), kwargs])
-        outcome["stdout"] = printed.getvalue()[:MAX_STDOUT]
+        outcome["stdout"] = _printed_since(printed_from)
     return outcome, elapsed
 
 
@@ -191,24 +221,21 @@ def _answer(func: Callable[..., Any], key: str, calls: list[bytes], until: float
 def run_candidate(orders: dict[str, Any], out: Out) -> None:
     funcs = {t["key"]: resolve(t) for t in orders["targets"]}
     out.send({"pytest": any(m == "pytest" or m.startswith("_pytest") for m in sys.modules)})
-    for key, index, data, limit in orders["inputs"]:
+    for key, index, data, _limit in orders["inputs"]:
         func, why = funcs.get(key, (None, "unknown function"))
         if func is None:
             outcome: dict[str, Any] = {"kind": "missing", "why": why}
         else:
-            outcome, _ = call_one(func, base64.b64decode(data), float(limit))
+            outcome, _ = call_one(func, base64.b64decode(data), None)
         out.send({"f": key, "i": index, "outcome": b64(pickle.dumps(outcome, protocol=5))})
 
 
 def main(argv: list[str]) -> int:
-    fd = int(os.environ.pop(FD_ENV))
-    os.set_inheritable(fd, False)
     with open(argv[0], encoding="utf-8") as fh:
         orders = json.load(fh)
-    signal.signal(signal.SIGALRM, _alarm)
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 3000))
-    out = Out(fd)
+    out = Out(str(orders["token"]))
     if orders["side"] == "a":
+        signal.signal(signal.SIGALRM, _alarm)
         # Hypothesis keeps caches in a directory: a fresh one, never the (read-only) tree.
         os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = tempfile.mkdtemp(prefix="selfcode-hyp-")
         # Imports of the baseline happen before the budget starts, as on the other side.
@@ -220,6 +247,7 @@ def main(argv: list[str]) -> int:
     else:
         run_candidate(orders, out)
     out.send({"done": True})
+    out.close()
     return 0
 
 

@@ -481,3 +481,18 @@ def test_the_reports_state_what_was_compared() -> None:
     assert equivalence_sentence(verdict).endswith("9 inputs on both trees, all alike")
     verdict.equivalence = None
     assert equivalence_sentence(verdict) == ""
+
+
+def shout(word: str) -> int:
+    print(word.upper())
+    return len(word)
+
+
+def test_a_call_is_captured_from_stdout_itself() -> None:
+    """sys.stdout is left as it is: what a call prints is read back from the file behind fd 1."""
+    import selfcode_equiv_run as run
+
+    before = sys.stdout
+    outcome, _ = run.call_one(shout, pickle.dumps((("hey",), {})), None)
+    assert sys.stdout is before
+    assert outcome == {"kind": "return", "value": 3, "args": [["hey"], {}], "stdout": "HEY\n"}
