@@ -62,13 +62,15 @@ class Stream:
     def __init__(self) -> None:
         self.collected: list[str] | None = None
         self.phases: dict[str, dict[str, tuple[str, bool]]] = {}
+        self.failed_subtests: set[str] = set()
         self.exit_status: int | None = None
         self.problem: str | None = None
 
     def outcomes(self) -> dict[str, str] | None:
         if self.collected is None or self.exit_status is None:
             return None
-        return {nodeid: final_outcome(self.phases.get(nodeid, {})) for nodeid in self.collected}
+        return {nodeid: "failed" if nodeid in self.failed_subtests
+                else final_outcome(self.phases.get(nodeid, {})) for nodeid in self.collected}
 
 
 def final_outcome(phases: dict[str, tuple[str, bool]]) -> str:
@@ -129,6 +131,12 @@ def _take_report(stream: Stream, record: dict[str, object]) -> str | None:
             or outcome not in REPORT_OUTCOMES:
         return "a malformed report"
     phases = stream.phases.setdefault(nodeid, {})
+    if record.get("sub") is True and when == "call":
+        # A subtest can only make its test worse: a failing one fails it, a passing one adds
+        # nothing, so a forged "sub" record cannot turn a failure into a pass.
+        if outcome == "failed":
+            stream.failed_subtests.add(nodeid)
+        return None
     earlier = phases.get(str(when))
     if earlier is not None and earlier[0] != "rerun":
         return f"a second {when} report for {nodeid[:200]}"

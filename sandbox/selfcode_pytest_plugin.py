@@ -38,8 +38,12 @@ def pytest_collection_finish(session: Any) -> None:
 
 
 def pytest_runtest_logreport(report: Any) -> None:
+    # unittest's subTest (pytest 9's SubtestReport, the pytest-subtests plugin's SubTestReport)
+    # sends one more call report per subtest under the same id: marked, so the judge can fold
+    # them into the test's outcome instead of calling a second call report tampering.
+    sub = type(report).__name__.lower() == "subtestreport"
     _send({"t": "report", "id": report.nodeid, "when": report.when,
-           "outcome": report.outcome, "xfail": hasattr(report, "wasxfail")})
+           "outcome": report.outcome, "xfail": hasattr(report, "wasxfail"), "sub": sub})
 
 
 @pytest.hookimpl(trylast=True)

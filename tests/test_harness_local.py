@@ -315,3 +315,46 @@ def test_the_local_sandbox_names_what_it_cannot_rule_out():
     assert len(INTEGRITY_GAPS) == 3 and LocalSandbox.integrity_gaps == INTEGRITY_GAPS
     for gap in ("forged reports", "hidden work", "carried state"):
         assert gap in WARNING
+
+
+SUBTESTS = '''import unittest
+
+from lib import total
+
+
+class Sums(unittest.TestCase):
+    def test_each(self):
+        for n in range(3):
+            with self.subTest(n=n):
+                self.assertEqual(total(range(n)), n * (n - 1) // 2)
+
+    def test_one_subtest_fails(self):
+        for n in range(3):
+            with self.subTest(n=n):
+                self.assertNotEqual(n, 1)
+'''
+
+
+def test_subtests_fold_into_their_test_and_a_failing_one_fails_it():
+    """unittest's subTest sends one call report per subtest under the test's id: that is a
+    real repository's test suite, not tampering (more-itertools has 48 of them)."""
+    files = {**SMALL_REPO, "tests/test_subtests.py": SUBTESTS}
+    with LocalSandbox(harness_dir()) as sandbox:
+        t = Trees(sandbox, timeout=60)
+        t.load_baseline(tar_of(files))
+        run = t.run_tests("a")
+    assert run.outcomes is not None, run.stderr_tail
+    assert run.outcomes["tests/test_subtests.py::Sums::test_each"] == "passed"
+    assert run.outcomes["tests/test_subtests.py::Sums::test_one_subtest_fails"] == "failed"
+
+
+def test_a_sub_record_cannot_turn_a_failure_into_a_pass():
+    records = [
+        {"t": "collected", "ids": ["t.py::x"]},
+        {"t": "report", "id": "t.py::x", "when": "call", "outcome": "failed", "xfail": False},
+        {"t": "report", "id": "t.py::x", "when": "call", "outcome": "passed", "xfail": False,
+         "sub": True},
+        {"t": "finish", "exit": 1},
+    ]
+    stream = parse_stream(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+    assert stream.problem is None and stream.outcomes() == {"t.py::x": "failed"}
