@@ -61,7 +61,8 @@ def edit(rationale: str, search: str, replace: str, path: str = "src/fastlib/__i
 
 
 SQUARES_LOOP = "    total = 0\n    for i in range(n):\n        total += i * i\n    return total\n"
-SQUARES_FAST = "    # fast: closed form\n    return (n - 1) * n * (2 * n - 1) // 6\n"
+SQUARES_FAST = ("    # fast: closed form (0 for n <= 0, as the loop gives)\n    n = max(n, 0)\n"
+                "    return (n - 1) * n * (2 * n - 1) // 6\n")
 EVENS_LOOP = ("    count = 0\n    for i in range(n):\n        if i % 2 == 0:\n"
               "            count += 1\n    return count\n")
 
