@@ -40,6 +40,7 @@ from typing import Any
 
 import selfcode_equiv
 import selfcode_files as files
+import selfcode_guest as guest
 import selfcode_profile
 from selfcode_evidence import count_instructions, cross_check, parse_junit, parse_stream
 from selfcode_proc import (
@@ -60,15 +61,14 @@ JUNIT_LIMIT = 64 * 1024 * 1024
 LOG_LIMIT = STREAM_CAP
 HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
 
-# Valgrind: every child traced and logged (with -v a forked child logs as it starts) to fd
-# 1020, inside the range valgrind reserves for itself once RLIMIT_NOFILE is 1024: the measured
-# code gets EBADF writing to it and EACCES reopening it (the pipe is the judge's). Valgrind does
-# not guard dup() of its fds, so the code can still append lines; a pipe is why it can never
-# truncate, seek or overwrite what valgrind wrote (tests/test_integrity.py).
-VALGRIND_ARGS = ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                 "--trace-children=yes", "-v"]
-LOG_FD = 1020
-VALGRIND_NOFILE = 1024
+# Valgrind (selfcode_guest.py): every child traced and logged (with -v a forked child logs as
+# it starts) to fd 1020, inside the range valgrind reserves for itself once RLIMIT_NOFILE is
+# 1024: the measured code gets EBADF writing to it and EACCES reopening it (the pipe is the
+# judge's). Valgrind does not guard dup() of its fds, so the code can still append lines; a pipe
+# is why it can never truncate, seek or overwrite what valgrind wrote (tests/test_integrity.py).
+# A timed run starts as valgrind's guest sees its start (limits, fds, environment), so the
+# measured code cannot cheaply tell which meter runs; what still tells is listed there.
+LOG_FD = guest.JUDGE_FD
 
 
 def base_env(tree: str) -> dict[str, str]:
@@ -207,14 +207,14 @@ class _Bench:
     def _measure(self, side: str) -> tuple[Measured, float | None, str | None]:
         tree = self.trees[side]
         if self.metric != "instructions":
-            res = run_measured(self.guard, self.argv, tree, base_env(tree), self.timeout)
+            res = run_measured(self.guard, self.argv, tree, base_env(tree), self.timeout,
+                               valgrind=False)
             return res, res.cpu, None
         read_end, write_end = os.pipe()
         try:
-            argv = ["valgrind", *VALGRIND_ARGS, f"--log-fd={LOG_FD}", *self.argv]
+            argv = guest.valgrind_argv(self.guard.setup.judge_dir, self.argv)
             res = run_measured(self.guard, argv, tree, base_env(tree), self.timeout,
-                               pass_fds={LOG_FD: write_end}, drain=[read_end],
-                               nofile=VALGRIND_NOFILE)
+                               pass_fds={LOG_FD: write_end}, drain=[read_end], valgrind=True)
         finally:
             os.close(read_end)
         data = res.streams.get(read_end, b"")

@@ -30,7 +30,7 @@ import selfcode_equiv_codec as codec
 import selfcode_files as files
 from selfcode_proc import HarnessError, Measured, run_measured
 
-FD = 1020  # the judge's fd in every run (selfcode_guest.JUDGE_FD)
+FD = 1018
 RECORDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcode_equiv_record.py")
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcode_equiv_run.py")
 CACHE_LIMIT = 256 * 1024 * 1024

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import selfcode_files as files
+import selfcode_guest as guest
+from selfcode_memory import MemoryMeter, usage_fd
 
 TAIL_BYTES = 4000
 STREAM_CAP = 64 * 1024 * 1024
@@ -167,6 +169,7 @@ class Guard:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         self.meter = CpuMeter(setup.cpu_meter)
+        self.memory = usage_fd(self.meter.kind)
         self._groups: set[int] = set()
         self.kill_all()
 
@@ -331,16 +334,17 @@ def _drain_nonblocking(fd: int, buf: bytearray | None) -> None:
 
 def run_measured(guard: Guard, argv: list[str], cwd: str, env: dict[str, str],
                  timeout: float, *, pass_fds: dict[int, int] | None = None,
-                 drain: list[int] | None = None, nofile: int | None = None) -> Measured:
+                 drain: list[int] | None = None, valgrind: bool | None = None) -> Measured:
     """Run one fresh candidate process from a fresh state, and measure all it started.
 
     `pass_fds` maps fd numbers in the child to fds of ours (they are closed here once the
-    child has them); `drain` are pipes read while it runs; `nofile` caps RLIMIT_NOFILE.
+    child has them); `drain` are pipes read while it runs; `valgrind`: a benchmark run, counted
+    (True) or timed (False), which starts as valgrind's guest sees its start (selfcode_guest.py).
     """
     problem = guard.fresh_state()
     if problem:
         return Measured(exit_code=-1, problem=problem)
-    pass_fds, drain = pass_fds or {}, drain or []
+    pass_fds, drain = guest.fillers(pass_fds or {}, valgrind), drain or []
     with tempfile.TemporaryFile(dir=guard.private) as out, \
             tempfile.TemporaryFile(dir=guard.private) as err:
         for target, source in pass_fds.items():
@@ -348,21 +352,24 @@ def run_measured(guard: Guard, argv: list[str], cwd: str, env: dict[str, str],
                 os.dup2(source, target)
                 os.close(source)
         guard.reap()
+        memory = MemoryMeter(guard.memory)
         before = guard.meter.read()
         start = time.perf_counter()
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True, pass_fds=tuple(pass_fds),
-                preexec_fn=_nofile(nofile) if nofile else None, **guard.demote)
+                argv, cwd=cwd, env=guest.env_for(env, valgrind), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True, pass_fds=tuple(pass_fds),
+                preexec_fn=guest.limits(valgrind), **guard.demote)
         except OSError as exc:
             return Measured(exit_code=127, stderr_tail=f"could not start {argv[0]}: {exc}")
         finally:
             for target in pass_fds:
                 os.close(target)
         guard.track(proc.pid, True)
+        memory.start()
         status, usage, timed_out, bufs = guard.wait(proc.pid, time.monotonic() + timeout, drain)
         wall = time.perf_counter() - start
+        tree_kb = memory.stop()  # the whole tree's peak, or None: the largest ru_maxrss
         proc.returncode = os.waitstatus_to_exitcode(status)
         after = guard.meter.read() if guard.meter.kind == "cgroup" else None
         # Whatever still runs now outlived the measured process: it is killed, and counted.
@@ -375,14 +382,8 @@ def run_measured(guard: Guard, argv: list[str], cwd: str, env: dict[str, str],
             _drain_nonblocking(fd, bufs[fd])
         return Measured(
             exit_code=proc.returncode, pid=proc.pid, timed_out=timed_out, wall=wall, cpu=cpu,
-            max_rss_kb=peak, stdout=_read_all(out), stderr_tail=_tail(err), leftovers=leftovers,
-            streams={fd: bytes(buf) for fd, buf in bufs.items()})
-
-
-def _nofile(limit: int) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-    return apply
+            max_rss_kb=tree_kb or peak, stdout=_read_all(out), stderr_tail=_tail(err),
+            leftovers=leftovers, streams={fd: bytes(buf) for fd, buf in bufs.items()})
 
 
 def _read_all(fh: Any) -> bytes:

@@ -36,7 +36,10 @@ CONTEXT_PROBES = {
     r"\bos\.(environ|getenv)\b": "the environment",
     r"PYTEST_CURRENT_TEST|\bpytest\b": "pytest",
     r"__main__": "__main__",
-    r"/proc/self|\bpsutil\b|\bgetppid\b": "the process tree",
+    # Any pid's /proc files, not only /proc/self: /proc/<getpid()>/maps names valgrind too.
+    r"/proc/|\bpsutil\b|\bgetppid\b": "the process tree",
+    # Both meters' runs see the same limits now, but asking is how a patch would tell them apart.
+    r"\b(get|set|p)rlimit\b|\bRLIMIT_": "the process's limits",
     r"\bbench": "the benchmark's name",
 }
 _PROBES = [(re.compile(pattern), what) for pattern, what in CONTEXT_PROBES.items()]

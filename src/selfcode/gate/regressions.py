@@ -6,7 +6,10 @@ a candidate is accepted, every benchmark's paired samples of all three resources
 with the same paired test as the time gate: a significant regression beyond the resource's
 tolerance rejects, and the verdict shows all three either way.
 
-Pure functions: the samples come from the harness (`BenchSamples.resources`).
+Pure functions: the samples come from the harness (`BenchSamples.resources`). Peak memory
+("rss", KiB) is the whole process tree's: in the docker sandbox the growth of the container's
+memory cgroup while the benchmark runs (sandbox/selfcode_memory.py), so memory spread over
+forked children counts; the local sandbox only has the largest single process's ru_maxrss.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Docker engine, is chosen only explicitly (or by `demo`), and says so loudly, nam
 cannot rule out (`INTEGRITY_GAPS`): the harness and the candidate run as the same user, so the
 candidate can forge the judge's report, do work where the meters do not look, and keep state
 wherever the user can write. The harness still does what it can: fresh trees, emptied home and
-temporary directories, its own descendants found and killed, their CPU time counted.
+temporary directories, its own descendants found and killed, their CPU time counted. Peak
+memory stays the largest ru_maxrss of one process (the docker sandbox samples its memory cgroup
+for the whole process tree, sandbox/selfcode_memory.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ INTEGRITY_GAPS = (
     "forged reports: candidate code runs as the same user as the judge, so it can signal the "
     "harness, read its files and environment and write its report",
     "hidden work: processes that leave the harness's process tree (or run on another machine "
-    "account) are neither measured nor killed",
+    "account) are neither measured nor killed, and peak memory is the largest single process's "
+    "(ru_maxrss: no cgroup of its own), so memory held by several processes at once is not "
+    "summed",
     "carried state: only the sandbox's own home and temporary directories are emptied; /tmp, "
     "/dev/shm and the user's files are shared between runs",
 )
