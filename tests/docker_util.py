@@ -25,10 +25,10 @@ import pytest
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
 from selfcode.git.store import GitStore
-from selfcode.sandbox.container import LABEL_RUN
 from selfcode.sandbox.deps import dependencies_at
 from selfcode.sandbox.docker import DockerSandbox, docker_available
 from selfcode.sandbox.image import BuildResult, build_image
+from selfcode.sandbox.leftovers import LABEL_RUN
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HARNESS_DIR = REPO_ROOT / "sandbox"

@@ -25,12 +25,12 @@ import pytest
 from selfcode.errors import SandboxBroken, SandboxError
 from selfcode.sandbox import execution as docker_backend
 from selfcode.sandbox.base import Sandbox
-from selfcode.sandbox.container import LABEL_HOST, LABEL_PID, LABEL_RUN
 from selfcode.sandbox.deps import DependencySet, dependencies_from_files
 from selfcode.sandbox.docker import DockerSandbox, cleanup_dead_runs, docker_available
 from selfcode.sandbox.engine import container_error
 from selfcode.sandbox.execution import KILL_AFTER, MAX_OUTPUT
 from selfcode.sandbox.image import build_image, image_tag
+from selfcode.sandbox.leftovers import LABEL_HOST, LABEL_PID, LABEL_RUN
 
 pytest.register_assert_rewrite("docker_util")
 from docker_util import HARNESS_DIR, REPO_ROOT, TEST_CONFIG, containers_of_run  # noqa: E402

@@ -25,14 +25,8 @@ from typer.testing import CliRunner
 from selfcode.cli.app import app
 from selfcode.errors import ConfigError
 from selfcode.git.store import GitStore
-from selfcode.sandbox.deps import (
-    Include,
-    Refused,
-    dependencies_from_files,
-    logical_lines,
-    pip_environment,
-    requirement_entry,
-)
+from selfcode.sandbox.deps import dependencies_from_files, pip_environment
+from selfcode.sandbox.requirements import Include, Refused, logical_lines, requirement_entry
 
 from repos import GIT_ENV_ARGS
 from run_helpers import EVENS_LOOP, SQUARES_FAST, SQUARES_LOOP, TARGET, edit, write_replay

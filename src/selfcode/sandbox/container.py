@@ -58,10 +58,19 @@ from docker.types import LogConfig, Ulimit
 
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxBroken, SandboxError
-from selfcode.processes import owner_alive, process_start
+from selfcode.processes import process_start
 from selfcode.sandbox.base import ExecResult
 from selfcode.sandbox.engine import docker_client, engine_error, short_error
 from selfcode.sandbox.execution import ROOT, SANDBOX_USER, ContainerExec
+from selfcode.sandbox.leftovers import (
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_PIDSTART,
+    LABEL_RUN,
+    LABEL_STAGE,
+    STAGE_PREFIX,
+    cleanup_dead_runs,
+)
 from selfcode.sandbox.staging import unpack_tree
 
 KEEPER_USER = "0:0"
@@ -71,11 +80,6 @@ HARNESS_MOUNT = "/opt/selfcode"
 JUDGE_DIR = "/judge"
 PYTHON = "/opt/venv/bin/python"
 
-LABEL_RUN = "selfcode.run"
-LABEL_PID = "selfcode.pid"
-LABEL_PIDSTART = "selfcode.pidstart"
-LABEL_HOST = "selfcode.host"
-LABEL_STAGE = "selfcode.stage"
 
 # The whole environment of every command; nothing is taken from the host.
 BASE_ENV: dict[str, str] = {
@@ -93,7 +97,6 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 
-_STAGE_PREFIX = "selfcode-stage-"
 
 
 def _remove(client: docker.DockerClient, container_id: str, stage_root: Path) -> None:
@@ -316,7 +319,7 @@ def _check_image(client: docker.DockerClient, image: str) -> None:
 
 def _make_stage_dir() -> tuple[Path, Path]:
     """A private host directory for /in: (the outer one to remove, the one to bind-mount)."""
-    outer = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX))
+    outer = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX))
     # Other users of the host may traverse but not list `outer`; the container sees only
     # the randomly named directory inside it.
     outer.chmod(0o711)
@@ -366,35 +369,6 @@ def _hardened(config: SandboxConfig, stage_dir: Path, harness_dir: Path) -> dict
     }
 
 
-def cleanup_dead_runs(client: docker.DockerClient) -> list[str]:
-    """Remove sandbox containers (and staging dirs) of selfcode processes that are gone.
-
-    Only containers started from this host are considered; a container whose `selfcode.pid` is
-    not alive (or was reused by another process) is a leftover. Returns the removed names.
-    """
-    try:
-        containers = client.containers.list(all=True, filters={"label": LABEL_RUN})
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise engine_error("looking for leftover sandboxes", exc) from exc
-    host = socket.gethostname()
-    removed: list[str] = []
-    for container in containers:
-        labels = container.labels or {}
-        if labels.get(LABEL_HOST, host) != host or _run_alive(labels):
-            continue
-        try:
-            container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except (docker.errors.APIError, requests.exceptions.RequestException):
-            continue
-        removed.append(str(container.name))
-        stage = labels.get(LABEL_STAGE, "")
-        if stage and Path(stage).name.startswith(_STAGE_PREFIX):
-            shutil.rmtree(stage, ignore_errors=True)
-    return removed
-
-
 def _is_host_secret(value: str) -> bool:
     """True when `value` is the value of a host variable whose name looks like a credential."""
     if len(value) < 8:
@@ -403,14 +377,6 @@ def _is_host_secret(value: str) -> bool:
         value == host_value and _SECRET_NAME.search(name)
         for name, host_value in os.environ.items()
     )
-
-
-def _run_alive(labels: dict[str, str]) -> bool:
-    try:
-        pid = int(labels.get(LABEL_PID, ""))
-    except ValueError:
-        return False
-    return owner_alive(pid, labels.get(LABEL_PIDSTART) or None)
 
 
 def _safe(text: str) -> str:

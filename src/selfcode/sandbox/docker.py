@@ -15,10 +15,11 @@ from pathlib import Path
 from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.run.events import Observer
-from selfcode.sandbox.container import DockerSandbox, cleanup_dead_runs
+from selfcode.sandbox.container import DockerSandbox
 from selfcode.sandbox.deps import DependencySet, dependencies_at
 from selfcode.sandbox.engine import base_image_present, docker_available, docker_client
 from selfcode.sandbox.image import build_image, ensure_image
+from selfcode.sandbox.leftovers import cleanup_dead_runs
 
 __all__ = [
     "DependencySet",

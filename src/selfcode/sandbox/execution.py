@@ -22,13 +22,10 @@ Silence alone never fails an exec: the socket has no read timeout shorter than t
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
-import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import docker
@@ -39,6 +36,16 @@ from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxBroken, SandboxError
 from selfcode.sandbox.base import ExecResult
 from selfcode.sandbox.engine import container_error, container_stopped, engine_error
+from selfcode.sandbox.streams import (
+    Capture,
+    ExecRun,
+    close_socket,
+    delta,
+    frames,
+    grew,
+    parse_int,
+    split_trailer,
+)
 
 MAX_OUTPUT = 8 * 1024 * 1024
 """Bytes of stdout and of stderr kept per command; the rest is read and dropped."""
@@ -53,10 +60,6 @@ JUDGE_USER = "0:0"
 """selfcode's harness: root with SETUID, SETGID and KILL only, so it can demote candidates."""
 ROOT = "/work"
 
-_TRAILER_MARK = b"@@selfcode-exec@@ "
-_TRAILER = re.compile(
-    rb"@@selfcode-exec@@ rc=(\d+) oom=([0-9-]+),([0-9-]+) pids=([0-9-]+),([0-9-]+)\n\Z"
-)
 _TAIL_KEEP = 64 * 1024
 _OOM_FILES = "/sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control"
 _PIDS_FILES = "/sys/fs/cgroup/pids.events /sys/fs/cgroup/pids/pids.events"
@@ -136,7 +139,7 @@ class ContainerExec:
         return self._interpret(run, timeout)
 
     def _run(self, cmd: list[str], workdir: str, watchdog_after: float,
-             user: str = SANDBOX_USER, environment: dict[str, str] | None = None) -> _Run:
+             user: str = SANDBOX_USER, environment: dict[str, str] | None = None) -> ExecRun:
         api = self.client.api
         start = time.perf_counter()
         try:
@@ -162,13 +165,13 @@ class ContainerExec:
         except requests.exceptions.RequestException as exc:
             raise engine_error("running a command in the sandbox", exc) from exc
 
-        stdout, stderr = _Capture(MAX_OUTPUT), _Capture(MAX_OUTPUT, tail=_TAIL_KEEP)
+        stdout, stderr = Capture(MAX_OUTPUT), Capture(MAX_OUTPUT, tail=_TAIL_KEEP)
         fired = threading.Event()
         watchdog = threading.Timer(watchdog_after, self._watchdog, args=(sock, fired))
         watchdog.daemon = True
         watchdog.start()
         try:
-            for stream, data in _frames(sock):
+            for stream, data in frames(sock):
                 (stderr if stream == 2 else stdout).add(data)
         except OSError as exc:
             if not fired.is_set() and not self._closed:
@@ -176,13 +179,13 @@ class ContainerExec:
                 raise self._container_error(exc) from exc
         finally:
             watchdog.cancel()
-            _close_socket(sock)
+            close_socket(sock)
         duration = time.perf_counter() - start
         if fired.is_set():
-            return _Run(None, stdout, stderr, duration, watchdog_fired=True)
+            return ExecRun(None, stdout, stderr, duration, watchdog_fired=True)
         if self._closed:
             raise SandboxError("The sandbox was closed while a command was running.")
-        return _Run(self._exit_code(exec_id), stdout, stderr, duration)
+        return ExecRun(self._exit_code(exec_id), stdout, stderr, duration)
 
     def _exit_code(self, exec_id: str) -> int:
         deadline = time.monotonic() + 10
@@ -214,23 +217,23 @@ class ContainerExec:
         with contextlib.suppress(Exception):
             self.client.api.kill(self.container_id)
 
-    def _interpret(self, run: _Run, timeout: float) -> ExecResult:
+    def _interpret(self, run: ExecRun, timeout: float) -> ExecResult:
         assert run.exit_code is not None
         code = run.exit_code
-        stderr, trailer, stderr_total = _split_trailer(run.stderr)
+        stderr, trailer, stderr_total = split_trailer(run.stderr)
         oom_grew: bool | None = None
         pids_failed = 0
         if trailer is not None and trailer.rc == code:
-            oom_grew = _grew(trailer.oom_before, trailer.oom_after)
-            pids_failed = _delta(trailer.pids_before, trailer.pids_after)
+            oom_grew = grew(trailer.oom_before, trailer.oom_after)
+            pids_failed = delta(trailer.pids_before, trailer.pids_after)
             self._counters = (trailer.oom_after, trailer.pids_after)
         elif code != 0:
             # No trustworthy trailer (the wrapper itself was killed): read the counters now.
             before = self._counters
             now = self._read_counters()
             if now is not None:
-                oom_grew = _grew(before[0], now[0])
-                pids_failed = _delta(before[1], now[1])
+                oom_grew = grew(before[0], now[0])
+                pids_failed = delta(before[1], now[1])
                 self._counters = now
 
         stdout = run.stdout.value()
@@ -265,7 +268,7 @@ class ContainerExec:
 
     def _read_counters(self) -> tuple[int | None, int | None] | None:
         try:
-            run: _Run | None = self._run(["/bin/sh", "-c", _COUNTERS], ROOT, 15.0)
+            run: ExecRun | None = self._run(["/bin/sh", "-c", _COUNTERS], ROOT, 15.0)
         except SandboxBroken:
             raise  # the wrapper died with its container: not a command's failure to interpret
         except SandboxError:
@@ -278,7 +281,7 @@ class ContainerExec:
         parts = run.stdout.value().split()
         if len(parts) != 2:
             return None
-        return _int(parts[0]), _int(parts[1])
+        return parse_int(parts[0]), parse_int(parts[1])
 
     def _container_error(self, exc: BaseException | None) -> SandboxError:
         error, dead = container_error(self.client, self.container_id, self.name, exc)
@@ -289,126 +292,3 @@ class ContainerExec:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Run:
-    exit_code: int | None
-    stdout: _Capture
-    stderr: _Capture
-    duration: float
-    watchdog_fired: bool = False
-
-
-@dataclass(frozen=True)
-class _Trailer:
-    rc: int
-    oom_before: int | None
-    oom_after: int | None
-    pids_before: int | None
-    pids_after: int | None
-
-
-class _Capture:
-    """The first `limit` bytes of a stream (and, optionally, its last `tail` bytes)."""
-
-    def __init__(self, limit: int, tail: int = 0) -> None:
-        self.limit = limit
-        self.head = bytearray()
-        self.tail = bytearray()
-        self._tail_keep = tail
-        self.total = 0
-
-    def add(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.limit - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-        if self._tail_keep:
-            self.tail += data
-            if len(self.tail) > 2 * self._tail_keep:
-                del self.tail[: -self._tail_keep]
-
-    def value(self) -> bytes:
-        return bytes(self.head)
-
-
-def _split_trailer(capture: _Capture) -> tuple[bytes, _Trailer | None, int]:
-    """The stream without selfcode's trailer line, the trailer, and the stream's real length."""
-    tail = bytes(capture.tail)
-    index = tail.rfind(_TRAILER_MARK)
-    match = _TRAILER.match(tail, index) if index >= 0 else None
-    if match is None:
-        return capture.value(), None, capture.total
-    end = capture.total - (len(tail) - index)  # the stream's length without the trailer
-    trailer = _Trailer(
-        rc=int(match.group(1)),
-        oom_before=_int(match.group(2)),
-        oom_after=_int(match.group(3)),
-        pids_before=_int(match.group(4)),
-        pids_after=_int(match.group(5)),
-    )
-    return bytes(capture.head[: min(end, capture.limit)]), trailer, end
-
-
-def _frames(sock: Any) -> Iterator[tuple[int, bytes]]:
-    """Demultiplex docker's attach stream: 8-byte header (stream, size), then the payload."""
-    reader = _buffered_reader(sock)
-    while True:
-        header = _read_exactly(reader, 8)
-        if header is None:
-            return
-        stream, size = struct.unpack(">BxxxL", header)
-        while size > 0:
-            chunk = reader(min(size, 1 << 20))
-            if not chunk:
-                return
-            size -= len(chunk)
-            yield stream, chunk
-
-
-def _buffered_reader(sock: Any) -> Any:
-    """`read1` of the HTTP response's buffered reader (bytes it read past the headers included)."""
-    response = getattr(sock, "_response", None)
-    fp = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
-    if fp is not None and hasattr(fp, "read1"):
-        return fp.read1
-    if hasattr(sock, "recv"):
-        return sock.recv
-    return sock.read
-
-
-def _read_exactly(read: Any, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        chunk = read(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def _close_socket(sock: Any) -> None:
-    with contextlib.suppress(Exception):
-        sock.close()
-    response = getattr(sock, "_response", None)
-    if response is not None:
-        with contextlib.suppress(Exception):
-            response.close()
-
-
-def _int(text: bytes | str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def _grew(before: int | None, after: int | None) -> bool | None:
-    if before is None or after is None:
-        return None
-    return after > before
-
-
-def _delta(before: int | None, after: int | None) -> int:
-    if before is None or after is None:
-        return 0
-    return max(after - before, 0)
