@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 
 def _loads(text: str | None) -> Any:
@@ -23,6 +23,14 @@ def _columns(cls: type[Any], row: sqlite3.Row) -> dict[str, Any]:
     """The row's values for the fields of `cls` that are columns."""
     names = {f.name for f in fields(cls)}
     return {key: row[key] for key in row.keys() if key in names}  # noqa: SIM118 (sqlite3.Row)
+
+
+class _Columns:
+    """A row whose fields are all plain columns: built from the columns it names."""
+
+    @classmethod
+    def from_db(cls, row: sqlite3.Row) -> Self:
+        return cls(**_columns(cls, row))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +110,7 @@ class ExchangeRow(Exchange):
 
 
 @dataclass(frozen=True, kw_only=True)
-class EventRow:
+class EventRow(_Columns):
     """Something a run did or noticed, as its observer reported it."""
 
     id: int
@@ -112,13 +120,9 @@ class EventRow:
     message: str
     created_at: str
 
-    @classmethod
-    def from_db(cls, row: sqlite3.Row) -> EventRow:
-        return cls(**_columns(cls, row))
-
 
 @dataclass(frozen=True, kw_only=True)
-class ReviewRow:
+class ReviewRow(_Columns):
     """One reviewer's decision on a candidate; the latest per candidate wins."""
 
     id: int
@@ -129,13 +133,9 @@ class ReviewRow:
     note: str
     created_at: str
 
-    @classmethod
-    def from_db(cls, row: sqlite3.Row) -> ReviewRow:
-        return cls(**_columns(cls, row))
-
 
 @dataclass(frozen=True, kw_only=True)
-class CandidateUsage:
+class CandidateUsage(_Columns):
     """What one candidate's model calls took, summed over its exchanges."""
 
     model: str
@@ -144,7 +144,3 @@ class CandidateUsage:
     completion_tokens: int
     cost_usd: float
     latency_s: float
-
-    @classmethod
-    def from_db(cls, row: sqlite3.Row) -> CandidateUsage:
-        return cls(**_columns(cls, row))
