@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import tomllib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from selfcode.git.store import GitStore
 from selfcode.sandbox.deps import dependencies_from_files, pip_environment
 from selfcode.sandbox.requirements import Include, Refused, logical_lines, requirement_entry
 
+from recording_server import Request, recording_server
 from repos import GIT_ENV_ARGS
 from run_helpers import EVENS_LOOP, SQUARES_FAST, SQUARES_LOOP, TARGET, edit, write_replay
 
@@ -149,28 +148,10 @@ def test_pip_gets_no_secret_no_pip_setting_and_no_proxy_credential(tmp_path: Pat
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[str, list[str]]]:
+def server() -> Iterator[tuple[str, list[Request]]]:
     """http://127.0.0.1:PORT, and the list of every request it got ("GET /path")."""
-    seen: list[str] = []
-
-    class Recorder(BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            seen.append(f"{self.command} {self.path}")
-            self.send_error(404)
-
-        do_GET = do_HEAD = do_POST = _record
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with recording_server() as found:
+        yield found
 
 
 @pytest.fixture
@@ -239,7 +220,7 @@ HOSTILE_BASELINES = {
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_BASELINES))
 def test_hostile_baseline_declarations_stop_the_run_before_anything_runs(
-    case: str, server: tuple[str, list[str]], clean_env: None, tmp_path: Path
+    case: str, server: tuple[str, list[Request]], clean_env: None, tmp_path: Path
 ) -> None:
     url, seen = server
     name, text, line = HOSTILE_BASELINES[case]
@@ -257,7 +238,7 @@ def test_hostile_baseline_declarations_stop_the_run_before_anything_runs(
 @pytest.mark.parametrize("command", [["eval", "--patch", "{patch}"], ["sandbox", "build"],
                                      ["bench"]])
 def test_every_command_that_builds_the_image_refuses_the_same_way(
-    command: list[str], server: tuple[str, list[str]], clean_env: None, tmp_path: Path
+    command: list[str], server: tuple[str, list[Request]], clean_env: None, tmp_path: Path
 ) -> None:
     url, seen = server
     repo = _target(tmp_path / "target", {"requirements.txt": f"evil @ {url}/x.tar.gz\n"})
@@ -271,7 +252,7 @@ def test_every_command_that_builds_the_image_refuses_the_same_way(
 
 @pytest.mark.docker
 def test_candidates_declarations_are_never_read_by_the_host(
-    server: tuple[str, list[str]], clean_env: None, tmp_path: Path,
+    server: tuple[str, list[Request]], clean_env: None, tmp_path: Path,
     sandbox_image: str, base_image: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two accepted candidates add hostile requirement files (the dependency files are

@@ -16,10 +16,8 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import tomllib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from typer.testing import CliRunner
 
 from selfcode.cli.app import app
 
+from recording_server import Request, recording_server
 from repos import GIT_ENV_ARGS
 from run_helpers import TARGET, write_replay
 
@@ -39,31 +38,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[str, list[dict[str, str]]]]:
+def server() -> Iterator[tuple[str, list[Request]]]:
     """http://127.0.0.1:PORT and every request it got: {"line", "headers", "body"}."""
-    seen: list[dict[str, str]] = []
-
-    class Recorder(BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            size = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(size).decode("utf-8", "replace") if size else ""
-            seen.append({"line": f"{self.command} {self.path}",
-                         "headers": json.dumps(dict(self.headers)), "body": body})
-            self.send_error(404)
-
-        do_GET = do_HEAD = do_POST = do_PUT = _record
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with recording_server() as found:
+        yield found
 
 
 @pytest.fixture
@@ -113,7 +91,7 @@ def _target(root: Path, extra: dict[str, str], tool: str = "",
     return root
 
 
-def _leaked(seen: list[dict[str, str]]) -> list[str]:
+def _leaked(seen: list[Request]) -> list[str]:
     return [r["line"] for r in seen if SECRET in json.dumps(r) or OPENAI_KEY in json.dumps(r)]
 
 
@@ -121,7 +99,7 @@ def _leaked(seen: list[dict[str, str]]) -> list[str]:
 
 
 def test_repository_config_sends_a_host_secret_to_an_endpoint_it_chose(
-    server: tuple[str, list[dict[str, str]]], clean_env: dict[str, str], tmp_path: Path
+    server: tuple[str, list[Request]], clean_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The target's pyproject.toml sets `[tool.selfcode.llm] base_url` to its own server and
     `api_key_env` to the name of any variable of the host (here a fake secret; in CI
@@ -141,7 +119,7 @@ def test_repository_config_sends_a_host_secret_to_an_endpoint_it_chose(
 
 
 def test_repository_config_sends_the_openai_key_to_an_endpoint_it_chose(
-    server: tuple[str, list[dict[str, str]]], clean_env: dict[str, str], tmp_path: Path
+    server: tuple[str, list[Request]], clean_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The same with only `base_url` set by the repository: the user's OPENAI_API_KEY (the
     documented default, and what the GitHub Action exports) goes to the repository's server
@@ -154,7 +132,7 @@ def test_repository_config_sends_the_openai_key_to_an_endpoint_it_chose(
 
 
 def test_repository_config_makes_the_docker_engine_pull_from_a_registry_it_chose(
-    server: tuple[str, list[dict[str, str]]], clean_env: dict[str, str], tmp_path: Path
+    server: tuple[str, list[Request]], clean_env: dict[str, str], tmp_path: Path
 ) -> None:
     """`[tool.selfcode.sandbox] base_image = "127.0.0.1:PORT/evil/base:latest"` in the target:
     `selfcode sandbox build` (and every run) asks the host's Docker engine to pull it, so the
@@ -225,7 +203,7 @@ def test_a_pyproject_requirement_is_one_line_for_pip(separator: str) -> None:
 @pytest.mark.docker
 @pytest.mark.skipif(shutil.which("git-lfs") is None, reason="needs git-lfs")
 def test_lfs_pointer_in_the_baseline_makes_the_host_fetch_from_a_url_it_chose(
-    server: tuple[str, list[dict[str, str]]], clean_env: dict[str, str], tmp_path: Path,
+    server: tuple[str, list[Request]], clean_env: dict[str, str], tmp_path: Path,
     base_image: str, sandbox_image: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The user has git-lfs installed (`git lfs install` puts `filter.lfs.process` in the
@@ -280,7 +258,7 @@ def test_repository_config_makes_the_host_append_to_a_file_it_chose(
 @pytest.mark.docker
 @pytest.mark.skipif(shutil.which("git-lfs") is None, reason="needs git-lfs")
 def test_accepted_candidates_lfsconfig_makes_the_host_fetch_from_a_url_it_chose(
-    server: tuple[str, list[dict[str, str]]], clean_env: dict[str, str], tmp_path: Path,
+    server: tuple[str, list[Request]], clean_env: dict[str, str], tmp_path: Path,
     base_image: str, sandbox_image: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The baseline tracks `*.bin` with git-lfs (`.gitattributes`, a protected file the
