@@ -15,7 +15,16 @@ from selfcode.sandbox.local import INTEGRITY_GAPS, WARNING, LocalSandbox
 from selfcode.sandbox.results import ProbeReport, check_complete, parse_report
 from selfcode.sandbox.trees import NONCE_ENV, Trees
 
-from repos import LIB, SMALL_REPO, TESTS, git, make_repo, tar_of, unified_diff
+from repos import (
+    JUNIT_REWRITTEN_AT_EXIT,
+    LIB,
+    SMALL_REPO,
+    TESTS,
+    git,
+    make_repo,
+    tar_of,
+    unified_diff,
+)
 
 # The harness's own modules (stdlib only), for its evidence rules.
 sys.path.insert(0, str(harness_dir()))
@@ -212,20 +221,6 @@ def test_test_streams_are_append_only_stories():
     assert parse_stream(good.splitlines(True)[0]).outcomes() is None  # never finished: lost
 
 
-JUNIT_AT_EXIT = '''import atexit, os, sys
-
-def forge():
-    path = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--junitxml="))
-    with open(path, "w") as fh:
-        fh.write('<testsuites><testsuite><testcase classname="tests.test_x" name="test_ok"/>'
-                 '</testsuite></testsuites>')
-    os._exit(0)
-
-atexit.register(forge)
-
-def test_ok():
-    assert False
-'''
 
 STREAM_AT_EXIT = '''import atexit, os, stat
 
@@ -246,7 +241,7 @@ def test_ok():
 
 
 @pytest.mark.parametrize("attack, problem", [
-    (JUNIT_AT_EXIT, "pytest exited with code 0 after reporting 1"),
+    (JUNIT_REWRITTEN_AT_EXIT, "pytest exited with code 0 after reporting 1"),
     (STREAM_AT_EXIT, "a record after the end of the session"),
 ], ids=["junit-rewritten-at-exit", "stream-written-at-exit"])
 def test_evidence_changed_after_the_session_is_tampering(trees, attack, problem):
@@ -257,7 +252,7 @@ def test_evidence_changed_after_the_session_is_tampering(trees, attack, problem)
 
 def test_the_judge_rejects_a_tampered_report_and_never_raises(tmp_path):
     repo = make_repo(tmp_path / "repo", SMALL_REPO)
-    forged = JUNIT_AT_EXIT.split("\ndef test_ok", 1)[0] + "\n\n"
+    forged = JUNIT_REWRITTEN_AT_EXIT.split("\ndef test_ok", 1)[0] + "\n\n"
     diff = unified_diff(repo, {"lib.py": forged + LIB.replace("result = 0", "result = 1")})
     assert git(repo, "status", "--porcelain") == ""
     with LocalSandbox(harness_dir()) as box:

@@ -18,7 +18,7 @@ from selfcode.errors import JudgeReportError
 from selfcode.sandbox.docker import DockerSandbox
 from selfcode.sandbox.trees import Trees
 
-from repos import tar_of
+from repos import JUNIT_REWRITTEN_AT_EXIT, tar_of
 
 pytest_plugins = ["docker_util"]
 pytestmark = pytest.mark.docker
@@ -290,24 +290,10 @@ def test_no_state_carries_between_measured_processes(trees: Trees) -> None:
     assert bench.output["a"].head == "found: nothing\n"
 
 
-JUNIT_REWRITE = '''import atexit, os, sys
-
-def forge():
-    path = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--junitxml="))
-    with open(path, "w") as fh:
-        fh.write('<testsuites><testsuite><testcase classname="tests.test_x" name="test_ok"/>'
-                 '</testsuite></testsuites>')
-    os._exit(0)
-
-atexit.register(forge)
-
-def test_ok():
-    assert False
-'''
 
 
 def test_a_junit_rewritten_at_exit_is_tampering(trees: Trees) -> None:
-    trees.load_baseline(tar_of({"tests/test_x.py": JUNIT_REWRITE}))
+    trees.load_baseline(tar_of({"tests/test_x.py": JUNIT_REWRITTEN_AT_EXIT}))
     with pytest.raises(JudgeReportError, match="tampered with or lost: tests: pytest exited"):
         trees.run_tests("a")
 
