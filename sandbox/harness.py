@@ -13,6 +13,7 @@ harness's environment (SELFCODE_REPORT_NONCE, which no candidate process can rea
     python harness.py probe OPTIONS
     python harness.py equiv OPTIONS --a NAME --b NAME --spec JSON [--timeout S]
     python harness.py profile OPTIONS --tree NAME --spec JSON [--timeout S]
+    python harness.py canary OPTIONS --tree NAME --fixture DIR --diff FILE [--timeout S]
 
     OPTIONS: --judge-dir DIR [--user UID:GID] [--fresh DIR]... [--cpu-meter cgroup|rusage]
 
@@ -38,6 +39,7 @@ import subprocess
 import sys
 from typing import Any
 
+import selfcode_canary
 import selfcode_equiv
 import selfcode_files as files
 import selfcode_guest as guest
@@ -351,6 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--tree", required=True)
     profile.add_argument("--spec", required=True)
     selfcode_equiv.add_parser(sub, common)
+    selfcode_canary.add_parser(sub, common)
     return parser
 
 
@@ -368,6 +371,8 @@ COMMANDS = {"seal": cmd_seal, "apply": cmd_apply, "tests": cmd_tests, "bench": c
 
 # The equivalence check reuses this module's trees, run directories and environment.
 COMMANDS["equiv"] = lambda args, guard: selfcode_equiv.cmd_equiv(args, guard, sys.modules[__name__])
+COMMANDS["canary"] = lambda args, guard: selfcode_canary.cmd_canary(args, guard,
+                                                                  sys.modules[__name__])
 
 
 def main(argv: list[str] | None = None) -> int:
