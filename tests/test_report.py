@@ -56,7 +56,7 @@ def test_markdown_report_answers_what_why_how_and_cost(run3):
     assert "| work | cpu_time | 199 ms | 110 ms | 1.82x faster | 0.0039 | 8 + 8 |" in md
     assert "baseline  |" in md and "candidate |" in md and "┃" in md  # the text plots
     assert "**Tests**: 2 passed, 0 failed, 0 skipped (baseline: 2 passed" in md
-    assert "**Cost**: replay, 1 exchange(s), 1,100 tokens, $0.0000" in md
+    assert "**Cost**: replay, 1 exchange(s), 1,100 tokens, $0; judged" in md  # free, and known
     assert md.count("```diff") == 3  # two accepted, one rejected (folded)
     assert "<details><summary>Candidate 2: Count evens as n // 2" in md
     assert "newly failing: tests/test_fastlib.py::test_evens" in md

@@ -2,23 +2,48 @@
 
 from __future__ import annotations
 
+import math
+from decimal import ROUND_HALF_UP, Decimal
+
 _TIME_METRICS = ("cpu_time", "wall_time", "time", "seconds")
+# Largest first; the last one takes whatever is smaller than every scale.
+_COUNT_UNITS = (("T", 12), ("G", 9), ("M", 6), ("k", 3), ("", 0))
+_TIME_UNITS = (("s", 0), ("ms", -3), ("µs", -6), ("ns", -9))
+SIGNIFICANT = 3
 
 
 def is_time(metric: str) -> bool:
     return metric in _TIME_METRICS or metric.endswith("_time") or metric.endswith("_s")
 
 
+def _rounded(value: float) -> Decimal:
+    """`value` to three significant digits, ties away from zero (999.5 -> 1.00E+3). The
+    shortest repr is what is rounded, so 0.9995 is the tie people see, not a binary neighbour."""
+    exact = Decimal(repr(value))
+    step = Decimal(1).scaleb(exact.adjusted() - SIGNIFICANT + 1)
+    return exact.quantize(step, rounding=ROUND_HALF_UP)
+
+
+def _digits(value: Decimal) -> str:
+    """A rounded value in fixed notation with three significant digits (more integer digits
+    when it has them): '997', '1.00', '12.3', '0.0500', '1230'. Never an exponent."""
+    decimals = max(0, SIGNIFICANT - 1 - value.adjusted())
+    return f"{value:.{decimals}f}"
+
+
 def fmt_sample(metric: str, value: float) -> str:
-    """One sample in a unit that suits it: '412 ms', '1.23 s', '3.1 G instr'."""
-    if is_time(metric):
-        for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-            if abs(value) >= scale or unit == "µs":
-                return f"{value / scale:.3g} {unit}"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g}"
+    """One sample in a unit that suits it: '412 ms', '1.23 s', '997 M', '1.00 G'.
+
+    The unit is chosen after rounding, so 999.5 million reads '1.00 G', never '1e+03 M'."""
+    units = _TIME_UNITS if is_time(metric) else _COUNT_UNITS
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return f"0 {next(u for u, p in units if p == 0)}".rstrip()
+    rounded = _rounded(value)
+    unit, power = next(((u, p) for u, p in units if rounded.adjusted() >= p), units[-1])
+    text = _digits(rounded.scaleb(-power))
+    return f"{text} {unit}" if unit else text
 
 
 def fmt_speedup(ratio: float | None) -> str:
@@ -34,7 +59,11 @@ def fmt_speedup(ratio: float | None) -> str:
 
 
 def fmt_cost(cost: float, known: bool = True) -> str:
-    return f"${cost:.4f}" + ("" if known else " (some unpriced)")
+    """Money spent: '$0.0123', '$0' for a truly free run (a replay), 'unpriced' when no
+    reply had a price, '$0.0123 (some unpriced)' when only some had."""
+    if not known:
+        return "unpriced" if cost == 0 else f"${cost:.4f} (some unpriced)"
+    return "$0" if cost == 0 else f"${cost:.4f}"
 
 
 def median(xs: list[float]) -> float | None:
