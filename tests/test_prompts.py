@@ -203,3 +203,49 @@ def test_a_real_run_states_its_calibrated_metric(tmp_path, openai_server):
     judged = "instruction counts" if "judged by instructions" in result.stderr else "CPU time"
     assert f"- primes: {judged}" in text, result.stderr
     assert "faster" in system
+
+
+# -- earlier attempts: each rationale cut where a reader can follow it ---------------------------
+
+LONG = ("Replace the Python loop in squares() with the closed form n(n-1)(2n-1)/6, which "
+        "needs no iteration at all. The loop was the hot spot in every benchmark, and the "
+        "closed form is exact for integers, so the tests keep passing without any change to "
+        "the public interface or its documented behaviour")
+
+
+@pytest.mark.parametrize(("text", "limit", "clipped"), [
+    ("Use sum().", 200, "Use sum()."),  # fits: kept whole
+    ("  Use   sum()\tinstead. ", 200, "Use sum() instead."),  # spacing is normalised
+    ("Use sum() instead of the loop. It is written in C and faster.", 40,
+     "Use sum() instead of the loop. …"),  # a whole sentence fits
+    ("Use the builtin sum instead of the explicit loop over values", 30,
+     "Use the builtin sum instead…"),  # no sentence ends early enough: a word boundary
+    ("Cache it. Then reuse the cached table across every call of the function", 40,
+     "Cache it. Then reuse the cached table…"),  # the sentence is too short to stand alone
+    ("Unroll, then inline, then hoist the invariant loads out of it", 24,
+     "Unroll, then inline…"),  # no dangling comma before the ellipsis
+    ("x" * 50, 20, "x" * 19 + "…"),  # one word longer than the budget: cut inside it
+])
+def test_clip_cuts_at_a_sentence_or_word_boundary(text: str, limit: int, clipped: str) -> None:
+    from selfcode.prompt.context import clip
+
+    assert clip(text, limit) == clipped
+    assert len(clip(text, limit)) <= limit
+
+
+def test_earlier_attempts_show_each_rationale_cut_at_a_boundary_within_the_budget():
+    from selfcode.prompt.context import SUMMARY_CHARS
+    from selfcode.run.loop import attempt  # how the loop records a finished candidate
+
+    attempts = [attempt(1, LONG + "\nA second line.", "rejected", ["tests failed"]),
+                attempt(2, "", "malformed", [])]
+    prompt = render("propose", goal="Faster.", rules=CASES["speed, mixed"], repo_map="lib.py",
+                    files={"lib.py": "x = 1\n"}, readonly=[], attempts=attempts,
+                    files_omitted=0)
+    line = next(x for x in prompt.splitlines() if x.startswith("- #1 rejected: "))
+    summary = line.removeprefix("- #1 rejected: ").removesuffix(" (because: tests failed)")
+    assert len(summary) <= SUMMARY_CHARS
+    assert summary.endswith("…") and LONG.startswith(summary.rstrip(" …"))
+    assert LONG[len(summary.rstrip(" …"))] in " .", "cut inside a word"
+    assert "A second line" not in prompt
+    assert "- #2 malformed: (no rationale)" in prompt

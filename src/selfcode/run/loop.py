@@ -33,9 +33,7 @@ Recheck = Callable[[bytes, str], Verdict]
 
 def attempt(n: int, rationale: str | None, status: str, reasons: list[str]) -> Attempt:
     """How a finished candidate is shown to the model: its rationale's first line."""
-    text = (rationale or "").strip()
-    summary = text.splitlines()[0][:200] if text else "(no rationale)"
-    return Attempt(n=n, summary=summary, status=status, reasons=reasons)
+    return Attempt.of(n, rationale, status, reasons)
 
 
 class Agent:
