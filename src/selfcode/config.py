@@ -143,6 +143,8 @@ _SHORTHANDS: dict[str, tuple[str, str]] = {
     "benchmarks": ("gate", "benchmarks"),
     "protected": ("gate", "protected"),
     "protect_also": ("gate", "protect_also"),
+    "judge_paths": ("gate", "judge_paths"),
+    "canary": ("gate", "canary"),
     "goal": ("agent", "goal"),
     "model": ("llm", "model"),
 }
@@ -161,6 +163,8 @@ HOST_ONLY: dict[tuple[str, str], str] = {
     ("sandbox", "backend"): "--sandbox or SELFCODE_SANDBOX",
     ("sandbox", "base_image"): "SELFCODE_BASE_IMAGE",
     ("sandbox", "image"): "SELFCODE_IMAGE",
+    # Opening the judge's own files to candidates is the user's decision, never a branch's.
+    ("gate", "allow_judge_edits"): "--allow-judge-edits",
 }
 
 

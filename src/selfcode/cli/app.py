@@ -20,6 +20,7 @@ from rich.text import Text
 from selfcode import __version__
 from selfcode.cli.common import (
     JUDGES_HELP,
+    AllowJudgeEditsOpt,
     BaseUrlOpt,
     BudgetOpt,
     CiOpt,
@@ -130,6 +131,7 @@ def improve(
     budget_usd: BudgetOpt = None,
     replay: ReplayOpt = None,
     self_: SelfOpt = False,
+    allow_judge_edits: AllowJudgeEditsOpt = False,
     json_out: JsonOpt = False,
     ci: CiOpt = False,
     out: OutOpt = Path("."),
@@ -156,6 +158,7 @@ def improve(
             llm__replay=replay, sandbox__backend=sandbox, sandbox__timeout=timeout,
             gate__judge=_judge_of(judge), agent__max_tokens_total=max_tokens,
             agent__max_minutes=max_minutes, llm__edit_format=edit_format, llm__record=record,
+            gate__allow_judge_edits=allow_judge_edits or None,
         )
         settings = (resume_settings(path, resume, overrides) if resume
                     else load_settings(path, overrides))
@@ -201,6 +204,7 @@ def eval_(
     judge: JudgeOpt = None,
     sandbox: SandboxOpt = None,
     timeout: TimeoutOpt = None,
+    allow_judge_edits: AllowJudgeEditsOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Judge one patch (help: EVAL_HELP)."""
@@ -214,7 +218,9 @@ def eval_(
             raise SelfcodeError(f"Cannot read the patch {patch}: {exc}.") from exc
         settings = load_settings(path, _overrides(sandbox__backend=sandbox,
                                                   sandbox__timeout=timeout,
-                                                  gate__judge=_judge_of(judge)))
+                                                  gate__judge=_judge_of(judge),
+                                                  gate__allow_judge_edits=allow_judge_edits
+                                                  or None))
         with ConsoleObserver(err) as observer:
             verdict = eval_patch(path, diff, settings, observer)
         if json_out:

@@ -91,6 +91,11 @@ ReplayOpt = Annotated[Path | None, typer.Option(
     help="Replay model replies from a JSONL file instead of calling an endpoint.")]
 SelfOpt = Annotated[bool, typer.Option("--self", help="Improve selfcode's own source: a git "
                                        "checkout, SELFCODE_SOURCE or the editable install's.")]
+AllowJudgeEditsOpt = Annotated[bool, typer.Option(
+    "--allow-judge-edits",
+    help="Let candidates edit the judge's own files ([tool.selfcode] judge_paths, for selfcode "
+         "src/selfcode/gate/**). Only with a canary corpus: each accepted candidate's own judge "
+         "must then reproduce every known verdict of it before it is accepted.")]
 CiOpt = Annotated[bool, typer.Option("--ci", help="Unattended: no colour, writes report.md and "
                                      "summary.json to --out; exit 0 improved, 3 none, 2 error.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Where --ci writes its files.")]

@@ -118,10 +118,21 @@ class GateConfig(BaseModel):
 
     # Added to `protected` rather than replacing it, so extending the defaults cannot drop them.
     protect_also: list[str] = Field(default_factory=list)
+    # The judge's own files (selfcode's `src/selfcode/gate/**`): protected like `protect_also`,
+    # unless `allow_judge_edits` (only from the command line, `--allow-judge-edits`) opens them;
+    # then the canary corpus is the guard, so it must be configured.
+    judge_paths: list[str] = Field(default_factory=list)
+    allow_judge_edits: bool = False
+    # A directory of the repository holding a canary corpus (gate/canary.py): every candidate
+    # the gate accepts must have its own judge reproduce the corpus's verdicts (promotion).
+    canary: str | None = None
 
     @model_validator(mode="after")
     def _merge_protect_also(self) -> GateConfig:
-        extra = [p for p in self.protect_also if p not in self.protected]
+        # (Whether a canary backs `allow_judge_edits` is checked by the Judge, on the merged
+        # configuration: each layer alone is validated here too.)
+        guarded = [] if self.allow_judge_edits else self.judge_paths
+        extra = [p for p in [*self.protect_also, *guarded] if p not in self.protected]
         if extra:
             # Assigning through __dict__ skips validate_assignment's re-entry into this hook.
             self.__dict__["protected"] = [*self.protected, *extra]

@@ -24,6 +24,8 @@ from selfcode.errors import (
     SandboxBroken,
     SandboxError,
 )
+from selfcode.gate.canary import Corpus, failure_reason, load_corpus, outcome, read_verdict
+from selfcode.gate.canary import summarize as summarize_canary
 from selfcode.gate.config import GateConfig
 from selfcode.gate.equivalence import Plan, plan, python_sources
 from selfcode.gate.equivalence import reasons as equivalence_reasons
@@ -37,6 +39,7 @@ from selfcode.gate.shadowing import shadowing_violations
 from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
 from selfcode.gate.verdict import (
     BenchVerdict,
+    CanaryVerdict,
     Counterexample,
     EquivalenceVerdict,
     Goal,
@@ -96,6 +99,10 @@ class Judge:
         if self.goal == "metric" and not config.metric_command:
             raise ConfigError("The judge 'metric' needs [tool.selfcode.gate] metric_command, a "
                               "command that prints one JSON number.")
+        if config.allow_judge_edits and not config.canary:
+            raise ConfigError("--allow-judge-edits needs a canary corpus ([tool.selfcode.gate] "
+                              "canary), which proves each candidate's own judge before it is "
+                              "accepted; add one or drop the flag.")
         self.calibration: Calibration | None = None
         self.quarantined: set[str] = set()
         self._baseline_tests: TestsRun | None = None
@@ -107,6 +114,11 @@ class Judge:
         self._seed = 0
         self._sources: dict[str, str] = {}
         self._equiv_id = ""
+        # Promotion (gate/canary.py): whether this judge runs the canary on what it accepts.
+        # The loop's first judge leaves it to the re-check in a fresh sandbox.
+        self.promote = True
+        self._corpus: Corpus | None = None
+        self._canary_stage: tuple[str, dict[str, str]] | None = None
 
     def fork(self, sandbox: Sandbox, sandbox_start: float = 0.0) -> Judge:
         """The same judgement in another sandbox: same rules, noise floor and quarantine.
@@ -120,6 +132,7 @@ class Judge:
                      reopen=self._reopen)
         twin.calibration = self.calibration
         twin.quarantined = set(self.quarantined)
+        twin.promote = True  # the re-check is where an accepted self-candidate is promoted
         return twin
 
     def set_baseline(self, tar: bytes, runs: int = 1) -> TestsRun:
@@ -134,6 +147,9 @@ class Judge:
             self._git.close()
         self._git = GitBaseline(tar)  # git's own reading of each patch, on the host
         self._sources = python_sources(tar)
+        # Read from the baseline, never the candidate; staged (salted) on first use.
+        self._corpus = load_corpus(tar, self.config.canary) if self.config.canary else None
+        self._canary_stage = None
         # The sandbox keeps its recordings and the baseline's answers under this id.
         self._equiv_id = secrets.token_hex(8)
         results = []
@@ -296,9 +312,37 @@ class Judge:
         benches, missing = self._objective(tests)
         timings["benchmarks"] = round(time.perf_counter() - t0, 4)
         reasons.extend(missing)
-        status = "rejected" if reasons else "accepted"
-        return done(status, reasons, summary, tests=tests, benchmarks=benches,
-                    equivalence=equivalence)
+        fields = {"tests": tests, "benchmarks": benches, "equivalence": equivalence}
+        if reasons:
+            return done("rejected", reasons, summary, **fields)
+        if self._corpus is None or not self.promote:
+            return done("accepted", [], summary, **fields)
+        t0 = time.perf_counter()
+        canary, reasons = self._promotion()
+        timings["canary"] = round(time.perf_counter() - t0, 4)
+        return done("rejected" if reasons else "accepted", reasons, summary, canary=canary,
+                    **fields)
+
+    def _promotion(self) -> tuple[CanaryVerdict, list[str]]:
+        """The candidate's own judge on each canary case, in order; stops at its first wrong
+        verdict, which rejects the candidate (gate/canary.py)."""
+        assert self._corpus is not None
+        if self._canary_stage is None:
+            name, tar, patches = self._corpus.salted()
+            self._canary_stage = (f"{self.trees.stage_canary(tar)}/{name}", patches)
+        fixture, patches = self._canary_stage
+        cases, results = self._corpus.cases, []
+        for number, case in enumerate(cases, 1):
+            self.progress(f"canary {number} of {len(cases)}: the candidate's own judge on "
+                          f"{case.name} (expected: {case.expect})")
+            run = self.trees.canary(fixture, patches[case.name])
+            got, said = read_verdict(run.exit_code, run.timed_out, run.stdout,
+                                     run.problem or run.stderr_tail)
+            result = outcome(case, got, said, run.duration)
+            results.append(result)
+            if not result.ok:
+                return summarize_canary(results, len(cases)), [failure_reason(result, case)]
+        return summarize_canary(results, len(cases)), []
 
     def _equivalence_plan(self, reading: GitReading) -> Plan | None:
         """The changed functions to compare, read on the host; None when not judging speed

@@ -79,6 +79,25 @@ class EquivalenceVerdict(BaseModel):
     counterexample: Counterexample | None = None
 
 
+class CanaryOutcome(BaseModel):
+    """One canary case as a self-candidate's own judge decided it (gate/canary.py)."""
+
+    name: str
+    expected: str
+    got: str
+    """accepted / rejected / unusable, or error (no readable verdict, a timeout)."""
+    ok: bool
+    seconds: float = 0.0
+    reasons: list[str] = Field(default_factory=list)
+
+
+class CanaryVerdict(BaseModel):
+    """The promotion stage: did the candidate's judge reproduce every known verdict?"""
+
+    passed: bool
+    cases: list[CanaryOutcome] = Field(default_factory=list)
+
+
 class Verdict(BaseModel):
     accepted: bool
     status: Status
@@ -88,6 +107,8 @@ class Verdict(BaseModel):
     tests: TestsVerdict | None = None
     benchmarks: list[BenchVerdict] = Field(default_factory=list)
     equivalence: EquivalenceVerdict | None = None
+    canary: CanaryVerdict | None = None
+    """Self-candidates only: the candidate's judge on the canary corpus (promotion)."""
     timings: dict[str, float] = Field(default_factory=dict)
     sandbox: str = ""
     integrity_gaps: list[str] = Field(default_factory=list)

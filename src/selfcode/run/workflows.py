@@ -202,6 +202,7 @@ def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | Non
     settings, observer = run.settings, run.observer
     files = run.worktree.list_files()
     judge = _judge_in(sandbox, settings, files, t0, observer, reopen)
+    judge.promote = False  # an accepted self-candidate is promoted by its re-check
     judge.set_baseline(run.worktree.tracked_tar(), runs=settings.gate.flaky_runs)
     describe_judging(judge, judge.calibrate(), observer)
 

@@ -193,6 +193,22 @@ class EquivRun(_Strict):
 class EquivReport(Report, EquivRun):
     kind: Literal["equiv"]
 
+
+class CanaryRun(_Strict):
+    """A self-candidate's own `selfcode eval` of one canary case (`harness.py canary`): what it
+    printed is the candidate's, read by gate/canary.py as untrusted text."""
+
+    exit_code: int
+    timed_out: bool = False
+    duration: float = Field(default=0.0, ge=0)
+    stdout: str = Field(default="", max_length=300_000)
+    stderr_tail: str = Field(default="", max_length=100_000)
+    problem: str | None = Field(default=None, max_length=2_000)
+
+
+class CanaryReport(Report, CanaryRun):
+    kind: Literal["canary"]
+
 def parse_report(result: ExecResult, model: type[T], nonce: str) -> T:
     """The report of a harness run that exited 0 and carries `nonce`; else JudgeReportError."""
     raw = result.stdout

@@ -25,6 +25,8 @@ from selfcode.sandbox.base import ExecResult, Sandbox
 from selfcode.sandbox.results import (
     BenchReport,
     BenchRun,
+    CanaryReport,
+    CanaryRun,
     EquivReport,
     EquivRun,
     Probe,
@@ -157,3 +159,16 @@ class Trees:
         report, _ = self._harness("profile", args, ProfileReport,
                                   2 * len(spec) * self.timeout + _HARNESS_GRACE)
         return ProfileRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
+
+    def stage_canary(self, fixture_tar: bytes) -> str:
+        """Stage the canary's fixture (read-only to every process); its path in the sandbox."""
+        return self.sandbox.stage_tree("canary", fixture_tar)
+
+    def canary(self, fixture: str, patch: str) -> CanaryRun:
+        """The candidate tree's own selfcode judges `patch` to the staged `fixture`
+        (`harness.py canary`, sandbox/selfcode_canary.py)."""
+        staged = self.sandbox.stage(f"canary-{next(self._names)}.diff", patch.encode("utf-8"))
+        report, _ = self._harness("canary", ["--tree", "b", "--fixture", fixture, "--diff", staged,
+                                             "--timeout", str(self.timeout)],
+                                  CanaryReport, self.timeout + _HARNESS_GRACE)
+        return CanaryRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
