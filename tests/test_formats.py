@@ -479,6 +479,75 @@ def test_a_whole_file_that_documents_the_block_format_is_kept_whole() -> None:
     assert run("whole", {"prompts/x.j2": doc}, reply) == {"prompts/x.j2": doc + "extra\n"}
 
 
+# A reply in two formats at once: read either way, one part would be dropped without a word.
+G_BLOCK = ("<<<<<<< SEARCH\n    return y * 2\n=======\n    return y + y\n>>>>>>> REPLACE\n")
+F_HUNK = "@@ -4,2 +4,2 @@\n def f(x):\n-    return x + 1\n+    return 1 + x\n"
+MIXED = [
+    pytest.param("Faster.\n\n```diff\n--- a/src/a.py\n+++ b/src/a.py\n" + F_HUNK + "```\n\n"
+                 "src/a.py\n" + G_BLOCK, 13, 4, id="fenced-diff-then-bare-block"),
+    pytest.param("Faster.\n\n--- a/src/a.py\n+++ b/src/a.py\n" + F_HUNK + "\nsrc/a.py\n"
+                 + G_BLOCK, 11, 3, id="bare-diff-then-bare-block"),
+    pytest.param("Faster.\n\n--- a/src/a.py\n+++ b/src/a.py\nsrc/a.py\n" + G_BLOCK, 6, 3,
+                 id="diff-headers-over-a-bare-block"),  # was applied as blocks, silently
+    pytest.param("Faster.\n\nsrc/a.py\n```python\n" + G_BLOCK + "```\n\n" + F_HUNK, 5, 12,
+                 id="block-then-a-hunk-without-headers"),
+    pytest.param("Faster.\n\ndiff --git a/src/a.py b/src/a.py\nsrc/a.py\n" + G_BLOCK, 5, 3,
+                 id="git-header-over-a-bare-block"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["search-replace", "udiff", "auto"])
+@pytest.mark.parametrize(("reply", "block_line", "diff_line"), MIXED)
+def test_a_reply_mixing_blocks_and_a_diff_is_one_repair_not_half_applied(
+        fmt: str, reply: str, block_line: int, diff_line: int) -> None:
+    calls, read = reader_for({"src/a.py": MOD})
+    with pytest.raises(EditError) as info:
+        parse_and_apply(reply, fmt, read)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith("Your reply mixes two edit formats: a SEARCH/REPLACE block at "
+                              f"line {block_line} and unified-diff lines at line {diff_line} ")
+    asked = "one unified diff only" if fmt == "udiff" else "SEARCH/REPLACE blocks only"
+    assert f"Send the whole change again as {asked}" in message
+    assert calls == []  # refused before any file is read
+
+
+def test_a_whole_file_reply_that_is_really_mixed_is_refused_too() -> None:
+    reply = ("Faster.\n\nsrc/a.py\n```\n--- a/src/a.py\n+++ b/src/a.py\n" + F_HUNK
+             + "```\n\nsrc/a.py\n" + G_BLOCK)
+    with pytest.raises(EditError, match="as complete files only"):
+        run("whole", {"src/a.py": MOD}, reply)
+
+
+# Negative controls: what only looks like the other format, inside an edit, is content.
+PATCH_DOC = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-old\n+new\n"
+NOT_MIXED = [
+    pytest.param("search-replace", {"docs/how.md": "See:\n" + PATCH_DOC},
+                 "Clearer.\n\ndocs/how.md\n```\n<<<<<<< SEARCH\nSee:\n" + PATCH_DOC
+                 + "=======\nFor example:\n" + PATCH_DOC + ">>>>>>> REPLACE\n```\n",
+                 {"docs/how.md": "For example:\n" + PATCH_DOC},
+                 id="a-block-whose-text-is-a-diff"),
+    pytest.param("udiff", {"docs/how.md": "Write:\n"},
+                 "Clearer.\n\n```diff\n--- a/docs/how.md\n+++ b/docs/how.md\n@@ -1 +1,4 @@\n"
+                 " Write:\n+<<<<<<< SEARCH\n+=======\n+>>>>>>> REPLACE\n```\n",
+                 {"docs/how.md": "Write:\n<<<<<<< SEARCH\n=======\n>>>>>>> REPLACE\n"},
+                 id="a-diff-that-adds-block-markers"),
+    pytest.param("search-replace", {"src/a.py": MOD},
+                 "A note on @@ markers:\n---\n+++ is not a header here.\n\nsrc/a.py\n"
+                 + G_BLOCK, {"src/a.py": MOD.replace("y * 2", "y + y")},
+                 id="prose-with-diff-punctuation"),
+    pytest.param("whole", {"docs/formats.md": PATCH_DOC + G_BLOCK},
+                 "Documented.\n\ndocs/formats.md\n````\n" + PATCH_DOC + G_BLOCK + "end\n````\n",
+                 {"docs/formats.md": PATCH_DOC + G_BLOCK + "end\n"},
+                 id="a-whole-file-documenting-both"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "files", "reply", "expected"), NOT_MIXED)
+def test_what_only_looks_mixed_applies(fmt: str, files: Files, reply: str,
+                                       expected: Files) -> None:
+    assert run(fmt, files, reply) == expected
+
+
 def test_no_change_is_an_error() -> None:
     _, read = reader_for({"src/a.py": MOD})
     with pytest.raises(EditError, match="change nothing"):

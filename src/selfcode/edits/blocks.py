@@ -17,7 +17,8 @@ from selfcode.gate.paths import (
     validate_path,
 )
 
-__all__ = ["Edit", "ParsedReply", "apply_edits", "parse_reply", "touched_paths"]
+__all__ = ["Edit", "ParsedReply", "apply_edits", "block_spans", "parse_reply",
+           "touched_paths"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,20 @@ def _is_divider(line: str) -> bool:
 
 def _is_tail(line: str) -> bool:
     return line[:1] == ">" and _TAIL.fullmatch(line.rstrip()) is not None
+
+
+def block_spans(lines: list[str]) -> list[tuple[int, int]]:
+    """(SEARCH line, REPLACE line), 0-based, of every complete block in `lines`: what lies
+    between them is file content, whatever it looks like."""
+    spans: list[tuple[int, int]] = []
+    head: int | None = None
+    for i, line in enumerate(lines):
+        if _is_head(line):
+            head = i
+        elif head is not None and _is_tail(line):
+            spans.append((head, i))
+            head = None
+    return spans
 
 
 def _block_path(lines: list[str], head: int, last_end: int,

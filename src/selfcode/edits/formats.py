@@ -16,6 +16,10 @@ that format: both place every change by the file's current lines, so nothing can
 elsewhere. A whole-file block is never guessed from another format's reply, since it replaces
 the whole file; but a whole-file "block" that is really a SEARCH/REPLACE block or a diff is read
 as one.
+
+A reply that holds both (a SEARCH/REPLACE block and, outside every block, diff lines) is
+refused with one message, so the repair turn asks for one format: read in either format, the
+other part would be dropped without a word.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, get_args
 
-from selfcode.edits.blocks import apply_edits, parse_reply, touched_paths
-from selfcode.edits.replytext import NoEditsFound
+from selfcode.edits.blocks import apply_edits, block_spans, parse_reply, touched_paths
+from selfcode.edits.replytext import NoEditsFound, normalise_newlines
 from selfcode.edits.udiff import apply_udiff, parse_udiff_reply, udiff_paths
 from selfcode.edits.whole import apply_whole, parse_whole_reply, whole_paths
 from selfcode.errors import EditError
@@ -50,6 +54,16 @@ _BLOCK_HEAD = re.compile(r"^<{5,9}[ \t]*SEARCH[ \t]*:?[ \t]*\r?$", re.MULTILINE)
 _BLOCK_TAIL = re.compile(r"^>{5,9}[ \t]*REPLACE[ \t]*\r?$", re.MULTILINE)
 _DIFF_NAMES = re.compile(r"^--- [^\n]*\n\+\+\+ ", re.MULTILINE)
 _DIFF_HUNK = re.compile(r"^@@", re.MULTILINE)
+_HUNK_HEADER = re.compile(r"@@ .*@@")
+_ONE_FORMAT = {
+    "search-replace": "SEARCH/REPLACE blocks only (the file's path alone on a line, then "
+                      "'<<<<<<< SEARCH', the exact current lines, '=======', the new lines, "
+                      "'>>>>>>> REPLACE'), with no diff lines",
+    "udiff": "one unified diff only ('--- a/path', '+++ b/path', then '@@' hunks), with no "
+             "SEARCH/REPLACE markers",
+    "whole": "complete files only, each in a fenced block after its path, with no "
+             "SEARCH/REPLACE markers or diff lines",
+}
 
 
 def choose_format(model: str, edit_format: str = "auto",
@@ -93,6 +107,40 @@ def _has_diff(text: str) -> bool:
     return _DIFF_NAMES.search(text) is not None and _DIFF_HUNK.search(text) is not None
 
 
+def _diff_line(lines: list[str], i: int, content: set[int]) -> bool:
+    """True if lines[i] starts a unified diff's file header or hunk (outside `content`)."""
+    line = lines[i]
+    if line.startswith("diff --git ") or _HUNK_HEADER.match(line):
+        return True
+    return (line.startswith("--- ") and i + 1 < len(lines) and i + 1 not in content
+            and lines[i + 1].startswith("+++ "))
+
+
+def mixed_formats(text: str, asked: str) -> str | None:
+    """The message for a reply that mixes SEARCH/REPLACE blocks with diff lines outside
+    them, asking for `asked` only; None for a reply in one format. Lines between a block's
+    SEARCH and REPLACE markers are file content and never count (a diff in a docstring)."""
+    lines = normalise_newlines(text).split("\n")
+    spans = block_spans(lines)
+    if not spans:
+        return None
+    content = {i for head, tail in spans for i in range(head, tail + 1)}
+    diff = next((i for i in range(len(lines))
+                 if i not in content and _diff_line(lines, i, content)), None)
+    if diff is None:
+        return None
+    return (f"Your reply mixes two edit formats: a SEARCH/REPLACE block at line "
+            f"{spans[0][0] + 1} and unified-diff lines at line {diff + 1} "
+            f"({lines[diff].strip()[:80]!r}); read either way, part of it would be lost. "
+            f"Send the whole change again as {_ONE_FORMAT[asked]}.")
+
+
+def _refuse_mixed(text: str, asked: str) -> None:
+    message = mixed_formats(text, asked)
+    if message is not None:
+        raise EditError(message)
+
+
 def _read(reader: FilesReader, paths: Sequence[str]) -> dict[str, str | None]:
     """The reader's answer for exactly `paths`, copied so that nothing we do can change it."""
     given = reader(list(paths))
@@ -123,8 +171,10 @@ def _whole(text: str, reader: FilesReader, policy: PathPolicy) -> Result:
         # with edit markers; read the reply in the format it was written in instead.
         before = old.get(validate_path(item.path, policy)) or ""
         if _has_blocks(item.content) and not _has_blocks(before):
+            _refuse_mixed(text, "whole")
             return _search_replace(text, reader, policy)
         if _has_diff(item.content) and not _has_diff(before):
+            _refuse_mixed(text, "whole")
             return _udiff(text, reader, policy)
     return parsed.rationale, old, apply_whole(old, parsed, policy)
 
@@ -148,6 +198,8 @@ def parse_and_apply(reply_text: str, fmt: str, files_reader: FilesReader,
     """
     check_reply_size(reply_text, policy)
     chosen: str = "search-replace" if fmt == "auto" else _checked(fmt)
+    if chosen != "whole":  # a whole file may hold anything; its own flow checks what it reads
+        _refuse_mixed(reply_text, chosen)
     try:
         rationale, old, new = _FLOWS[chosen](reply_text, files_reader, policy)
     except NoEditsFound:
