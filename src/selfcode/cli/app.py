@@ -184,7 +184,9 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
         return
     speed = (f", best gain {summary['best_speedup']:.2f}x in the judged metric"
              if summary["best_speedup"] else "")
-    cost = f"${summary['cost_usd']:.4f}" + ("" if summary["cost_known"] else " (some unpriced)")
+    from selfcode.report.units import fmt_cost
+
+    cost = fmt_cost(summary["cost_usd"], summary["cost_known"])
     err.print(f"\n[bold]{summary['accepted']} of {summary['candidates']} candidates accepted"
               f"{speed}[/]; {summary['tokens']} tokens, {cost}, {summary['wall_s']:.1f}s. "
               f"Stopped: {escape(str(summary['stop_reason']))}.", highlight=False)
@@ -233,6 +235,10 @@ def eval_(
 @app.command()
 def demo(
     sandbox: SandboxOpt = None,
+    self_: Annotated[bool, typer.Option(
+        "--self", help="Improve a copy of selfcode's own source instead (needs its checkout): "
+        "a speedup of its judge is promoted only after the candidate's own judge passes the "
+        "canary corpus, and a judge-weakening candidate is stopped by it. A few minutes.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the whole loop on a copy of a small example repository, with replayed model replies.
@@ -242,21 +248,18 @@ def demo(
     with errors():
         from selfcode.report.console import ConsoleObserver
         from selfcode.run.workflows import improve as run_improve
-        from selfcode.run.workflows import prepare_demo_repo
 
         backend = sandbox or _best_backend()
-        repo, replay = prepare_demo_repo()
-        err.print(f"[bold]selfcode demo[/]: improving a copy of the example repository at "
-                  f"{escape(str(repo))}\nThe model's replies are [bold]replayed[/] from "
-                  f"{escape(replay.name)} (no API calls); sandbox: [bold]{escape(backend)}[/].",
-                  highlight=False)
+        from selfcode.cli.demo import demo_repo, print_candidates
+
+        repo, replay, overrides = demo_repo(self_, backend)
         settings = load_settings(repo, _overrides(
-            llm__replay=replay, llm__model="replay", sandbox__backend=backend,
-            agent__iterations=3,
-        ))
+            llm__replay=replay, llm__model="replay", sandbox__backend=backend, **overrides))
         with ConsoleObserver(err) as observer:
             summary = run_improve(repo, settings, observer)
         _print_summary(summary.model_dump(), json_out)
+        if self_ and not json_out:
+            print_candidates(repo, summary.run_id)
         if not json_out:
             err.print(f"The demo repository stays at {repo} for you to inspect.",
                       highlight=False, markup=False)
