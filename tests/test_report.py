@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from selfcode.cli.app import app
 from selfcode.gate.verdict import BenchVerdict
+from selfcode.history.views import CandidateView, RunView
 from selfcode.report.plots import Scale, Series, bench_svg, series_of, text_plot
 
 from run_helpers import (
@@ -229,3 +230,83 @@ def test_a_run_without_improvements_reports_so(tmp_path: Path):
     assert "no proven improvement" in html and "<svg" not in html
     shown = runner.invoke(app, ["show", f"{run}/2", str(repo)])
     assert shown.exit_code == 0 and "malformed" in shown.stdout
+
+
+def test_a_model_without_a_price_reads_unpriced_everywhere_never_zero(tmp_path: Path):
+    """A reply from a model with no price costs an unknown amount: every place that shows the
+    cost says so (the run's summary, `runs`, `show`, both reports), while a replay's known $0
+    (test above) still reads $0."""
+    repo = make_target(tmp_path / "target")
+    replay = tmp_path / "r.jsonl"
+    replay.write_text(json.dumps({"reply": REPLY_SQUARES, "prompt_tokens": 1000,
+                                  "completion_tokens": 100, "priced": False,
+                                  "model": "local-llama"}) + "\n")
+    result = runner.invoke(app, ["improve", str(repo), "--replay", str(replay), "--sandbox",
+                                 "local", "--iterations", "1"])
+    assert result.exit_code == 0, result.output
+    summary_line = " ".join(result.stderr.split())
+    assert "1100 tokens, unpriced," in summary_line
+    run = json.loads(runner.invoke(app, ["runs", str(repo), "--json"]).stdout)[0]
+    assert run["cost_known"] is False
+    outputs = {
+        "runs": runner.invoke(app, ["runs", str(repo)]).stdout,
+        "show": runner.invoke(app, ["show", run["run_id"], str(repo)]).stdout,
+        "show 1": runner.invoke(app, ["show", f"{run['run_id']}/1", str(repo)]).stdout,
+        "md": report(repo, run["run_id"], "md"),
+        "html": report(repo, run["run_id"], "html"),
+    }
+    for where, text in outputs.items():
+        assert "unpriced" in text, where
+        assert "$0" not in text, where
+    assert "1,100 tokens, unpriced" in outputs["md"]
+    # A clone with only the fetched refs and notes knows it too.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    subprocess.run(["git", "-C", str(clone), "fetch", "-q", "origin",
+                    "+refs/selfcode/*:refs/selfcode/*",
+                    "+refs/notes/selfcode:refs/notes/selfcode"], check=True)
+    copied = runner.invoke(app, ["show", f"{run['run_id']}/1", str(clone)]).stdout
+    assert "unpriced" in copied and "$0" not in copied
+    message = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%B",
+                              f"selfcode/{run['run_id']}"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "Model local-llama: 1100 tokens, unpriced." in message
+
+
+def _view_with_reasons(*reasons: list[str]) -> RunView:
+    view = RunView(run_id="r1", repo="/repo", branch="selfcode/r1", base_commit="0" * 40,
+                   goal="faster", model="m", sandbox="docker", status="finished",
+                   started_at="2026-01-01T00:00:00")
+    view.candidates = [CandidateView(run_id="r1", n=n, status="rejected", title=f"idea {n}",
+                                     reasons=why) for n, why in enumerate(reasons, 1)]
+    return view
+
+
+def test_the_html_table_shows_why_each_candidate_was_rejected_escaped():
+    from selfcode.report.html import render_html
+
+    hostile = "newly failing: tests/test_x.py::test_<img src=x onerror=alert(1)>"
+    html = render_html(_view_with_reasons([hostile, "second reason"], []))
+    table = html[html.index("<table>"):html.index("</table>")]
+    assert "<th>why not on the branch</th>" in table
+    assert ("<td>newly failing: tests/test_x.py::test_&lt;img src=x onerror=alert(1)&gt;</td>"
+            in table)
+    assert "second reason" not in table  # the first reason only; the section has them all
+    assert "<td>no reason recorded</td>" in table
+    assert "<img" not in html  # escaped everywhere, the folded sections included
+    summaries = re.findall(r"<summary>(.*?)</summary>", html)
+    assert summaries[0].endswith("rejected: newly failing: tests/test_x.py::test_&lt;img src=x "
+                                 "onerror=alert(1)&gt;")
+
+
+def test_a_heading_says_what_a_candidate_came_to_never_a_bare_dash():
+    from selfcode.report.markdown import outcome_cell, render_markdown
+
+    view = _view_with_reasons(["the judge's report was tampered with or lost"], [],
+                              ["x " * 200])
+    cands = view.candidates
+    assert outcome_cell(cands[0]) == "the judge's report was tampered with or lost"
+    assert outcome_cell(cands[1]) == "no reason recorded"
+    assert len(outcome_cell(cands[2])) <= 120 and outcome_cell(cands[2]).endswith("…")
+    md = render_markdown(view)
+    assert "Candidate 2: idea 2 — rejected: no reason recorded</summary>" in md

@@ -248,3 +248,40 @@ def test_a_clone_with_the_fetched_refs_and_notes_can_show_report_and_review(run4
     git(clone, "branch", f"selfcode/{run}", f"origin/selfcode/{run}")
     code, outcome, err = review(clone, run, "--reject", "3")
     assert code == 0 and outcome["on_branch"] == [1, 4], err
+
+
+MISREMEMBERED = ("Precompute a table of squares once, so that every call is a lookup.\n\n"
+                 "src/fastlib/__init__.py\n```python\n<<<<<<< SEARCH\n    return sum(squares)\n"
+                 "=======\n    return TABLE[n]\n>>>>>>> REPLACE\n```\n")
+
+
+def test_show_keeps_a_malformed_candidates_rationale_and_says_why_one_was_rejected(tmp_path):
+    repo = make_target(tmp_path / "target")
+    replay = write_replay(tmp_path / "r.jsonl", MISREMEMBERED, MISREMEMBERED, MISREMEMBERED,
+                          REPLY_BAD_EVENS)
+    run = json.loads(runner.invoke(app, [
+        "improve", str(repo), "--replay", str(replay), "--sandbox", "local", "--json",
+        "--iterations", "2"]).stdout)["run_id"]
+
+    malformed = json.loads(runner.invoke(app, ["show", f"{run}/1", str(repo), "--json"]).stdout)
+    assert malformed["status"] == "malformed"
+    assert malformed["rationale"] == ("Precompute a table of squares once, so that every call "
+                                      "is a lookup.")
+    assert malformed["title"].startswith("Precompute a table of squares once")
+    shown = " ".join(runner.invoke(app, ["show", f"{run}/1", str(repo)]).stdout.split())
+    assert "so that every call is a lookup" in shown
+    assert "malformed — no usable edit: " in shown  # the header says why, not "–"
+
+    rejected = " ".join(runner.invoke(app, ["show", f"{run}/2", str(repo)]).stdout.split())
+    assert "rejected — newly failing: tests/te" in rejected  # the rule fits 80 columns
+    assert "— –" not in rejected
+
+    md = runner.invoke(app, ["report", run, str(repo)]).stdout
+    assert "| 1 | malformed | Precompute a table of squares once" in md
+    # The model is shown what it tried, too: a resumed run's prompt lists it.
+    from selfcode.history.db import History
+    from selfcode.run.resume import restore_attempts
+
+    with History(repo / ".git" / "selfcode" / "history.db") as history:
+        first = restore_attempts(history, run)[0]
+    assert first.summary.startswith("Precompute a table of squares once")

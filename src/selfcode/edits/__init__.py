@@ -8,6 +8,7 @@ The work is split into small modules, each with one job; import the names from h
   udiff.py) or whole files (whole.py).
 * `validate_path`, `read_tree`, `PathPolicy` (paths.py) decide what may be written at all.
 * `replace_unique` (matching.py) places a change: exact, then whitespace-tolerant, always unique.
+* `reply_rationale` (replytext.py) keeps the prose of a reply that could not be parsed.
 * `render_diff` (render.py) turns old and new contents into a diff that `git apply` accepts.
 * `parse_unified_diff` (diffs.py) checks a user's patch against the policy without applying it.
 
@@ -25,7 +26,7 @@ from selfcode.edits.formats import (
     parse_and_apply,
 )
 from selfcode.edits.render import render_diff
-from selfcode.edits.replytext import NoEditsFound
+from selfcode.edits.replytext import NoEditsFound, reply_rationale
 from selfcode.edits.udiff import apply_udiff
 from selfcode.edits.udiff_parse import FilePatch, Hunk, ParsedDiff, parse_udiff_reply
 from selfcode.edits.whole import ParsedWhole, WholeFile, apply_whole, parse_whole_reply
@@ -68,6 +69,7 @@ __all__ = [
     "parse_whole_reply",
     "read_tree",
     "render_diff",
+    "reply_rationale",
     "touched_paths",
     "validate_path",
 ]

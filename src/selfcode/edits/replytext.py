@@ -19,12 +19,16 @@ __all__ = [
     "looks_like_path",
     "normalise_newlines",
     "prev_nonblank",
+    "reply_rationale",
 ]
 
 _FENCE = re.compile(r"[ \t]*(?:`{3,}|~{3,})")
 _FENCE_PARTS = re.compile(r"( {0,3})(`{3,}|~{3,})[ \t]*(.*?)[ \t]*")
 _PATH_DECORATION = " \t`*:'\""
 _PATH_LABEL = re.compile(r"(?i)(?:file(?:name)?|path)\s*[:=]\s*")
+_EDIT_START = ("<<<<<<<", "--- ", "diff --git ", "@@")
+RATIONALE_CHARS = 4_000
+"""The most of a reply that could not be parsed kept as its rationale."""
 
 
 def normalise_newlines(text: str) -> str:
@@ -85,3 +89,23 @@ def looks_like_path(text: str) -> bool:
 
 class NoEditsFound(EditError):
     """The reply holds no edit at all in the format asked for (as opposed to a broken one)."""
+
+
+def reply_rationale(text: str, limit: int = RATIONALE_CHARS) -> str:
+    """The prose a reply opens with, read without parsing its edits: what the model meant,
+    kept for a reply that could not be applied. Everything before its first fence, edit
+    marker or diff line, without the path line that introduces it; at most `limit`
+    characters, cut at a line or word boundary with an ellipsis."""
+    lines = normalise_newlines(text).split("\n")
+    end = next((i for i, line in enumerate(lines)
+                if is_fence(line) or line.startswith(_EDIT_START)), len(lines))
+    prose = lines[:end]
+    last = prev_nonblank(prose, len(prose) - 1, -1)
+    if last is not None and end < len(lines) and looks_like_path(clean_path(prose[last])):
+        prose = prose[:last]  # "src/a.py" above the block: where the edit goes, not why
+    rationale = "\n".join(prose).strip()
+    if len(rationale) <= limit:
+        return rationale
+    room = rationale[:limit - 1]
+    cut = max(room.rfind("\n"), room.rfind(" "))
+    return (room[:cut] if cut > 0 else room).rstrip() + "…"

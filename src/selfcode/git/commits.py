@@ -15,7 +15,7 @@ from typing import Any
 from selfcode.config import GitConfig, load_settings
 from selfcode.gate.verdict import Verdict
 from selfcode.report.plots import series_of
-from selfcode.report.units import fmt_sample, fmt_speedup, median
+from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
@@ -97,7 +97,8 @@ def candidate_message(run_id: str, n: int, rationale: str, verdict: Verdict | No
         if verdict.reasons:
             parts.append("Rejected because:\n" + "\n".join(f"  - {r}" for r in verdict.reasons))
     tokens = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
-    parts.append(f"Model {model}: {tokens} tokens, ${float(usage.get('cost_usd', 0.0)):.4f}.")
+    cost = fmt_cost(float(usage.get("cost_usd", 0.0)), known=not usage.get("unpriced"))
+    parts.append(f"Model {model}: {tokens} tokens, {cost}.")
     speedup = verdict.speedup() if verdict else None
     trailers = [
         ("Selfcode-Run", run_id),
@@ -135,6 +136,8 @@ def note_json(run_id: str, n: int, status: str, verdict: Verdict | None, model: 
         "cost_usd": round(float(usage.get("cost_usd", 0.0)), 6),
         "verdict": verdict.model_dump() if verdict else None,
     }
+    if usage.get("unpriced"):
+        data["unpriced"] = True  # cost_usd counts only the priced replies
     if review:
         data["review"] = dict(review)
     return json.dumps(data, indent=1, sort_keys=False) + "\n"

@@ -74,7 +74,8 @@ def import_run(store: GitStore, history: History, run_id: str) -> bool:
             run_id=run_id, candidate_n=n, turn=0, model=str(note.get("model", "")),
             messages=[], reply=None, prompt_tokens=int(tokens.get("prompt", 0)),
             completion_tokens=int(tokens.get("completion", 0)),
-            cost_usd=float(note.get("cost_usd", 0.0)), latency_s=None, error=IMPORTED))
+            cost_usd=None if note.get("unpriced") else float(note.get("cost_usd", 0.0)),
+            latency_s=None, error=IMPORTED))
         review = note.get("review")
         if isinstance(review, dict) and review.get("decision") in ("approved", "rejected"):
             history.add_review(run_id, n, review["decision"], str(review.get("by", "")),

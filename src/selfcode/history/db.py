@@ -244,12 +244,14 @@ class History:
         return [r["id"] for r in self._rows("SELECT id FROM runs WHERE status = 'running'")]
 
     def candidate_usage(self, run_id: str) -> dict[int, CandidateUsage]:
-        """Per candidate: the model asked, tokens, cost and the number of exchanges."""
+        """Per candidate: the model asked, tokens, cost and the number of exchanges, and how
+        many replies had no price (their cost is NULL: unknown, not zero)."""
         rows = self._rows(
             "SELECT candidate_n AS n, MAX(model) AS model, COUNT(*) AS exchanges,"
             " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
             " COALESCE(SUM(completion_tokens), 0) AS completion_tokens,"
-            " COALESCE(SUM(cost_usd), 0.0) AS cost_usd, COALESCE(SUM(latency_s), 0.0) AS latency_s"
+            " COALESCE(SUM(cost_usd), 0.0) AS cost_usd, COALESCE(SUM(latency_s), 0.0) AS latency_s,"
+            " COUNT(*) - COUNT(cost_usd) AS unpriced"
             " FROM exchanges WHERE run_id = ? AND candidate_n IS NOT NULL GROUP BY candidate_n",
             (run_id,),
         )

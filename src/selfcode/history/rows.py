@@ -142,5 +142,6 @@ class CandidateUsage(_Columns):
     exchanges: int
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    cost_usd: float  # of the priced replies
     latency_s: float
+    unpriced: int = 0  # replies from a model without a price: their cost is unknown

@@ -16,7 +16,7 @@ from selfcode.git.archive import candidate_ref
 from selfcode.git.commits import title_of
 from selfcode.git.store import GitStore
 from selfcode.history.db import History
-from selfcode.history.rows import ReviewRow
+from selfcode.history.rows import CandidateUsage, ReviewRow
 
 
 class Usage(BaseModel):
@@ -26,6 +26,8 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    priced: bool = True
+    """False when some reply had no price: `cost_usd` then counts only the priced ones."""
 
 
 class Review(BaseModel):
@@ -78,6 +80,8 @@ class RunView(BaseModel):
     accepted: int = 0
     best_speedup: float | None = None
     cost_usd: float = 0.0
+    cost_known: bool = True
+    """False when some reply had no price, so `cost_usd` is not the whole cost."""
     tokens: int = 0
 
     def candidate(self, n: int) -> CandidateView:
@@ -146,6 +150,18 @@ def _review(row: ReviewRow | None) -> Review | None:
                   at=row.created_at)
 
 
+def _usage(row: CandidateUsage | None, legacy_unpriced: bool) -> Usage:
+    """A candidate's usage. `legacy_unpriced`: the run was recorded before unpriced replies
+    were stored as such (its summary says the cost is not known, yet no reply lacks a
+    cost), so a candidate that cost $0 was unpriced: a priced model never answers for
+    nothing, and a replay is priced."""
+    if row is None:
+        return Usage()
+    usage = Usage.model_validate(row, from_attributes=True)
+    usage.priced = not row.unpriced and not (legacy_unpriced and row.cost_usd == 0)
+    return usage
+
+
 def load_run(history: History, run_id: str, store: GitStore | None = None) -> RunView:
     run = history.run(run_id)
     if run is None:
@@ -160,9 +176,11 @@ def load_run(history: History, run_id: str, store: GitStore | None = None) -> Ru
         stop_reason=str(summary.get("stop_reason", "")),
         wall_s=float(summary.get("wall_s", 0.0) or 0.0),
         cost_usd=history.total_cost(run_id),
+        cost_known=bool(summary.get("cost_known", True)),
     )
     if store is not None:
         view.branch_head = store.ref_sha(f"refs/heads/{run.branch}")
+    legacy_unpriced = not view.cost_known and not any(u.unpriced for u in usage.values())
     reply_errors: dict[int, str] = {}
     for event in history.events(run_id):
         if event.kind == "edit-error" and event.candidate_n is not None:
@@ -180,11 +198,12 @@ def load_run(history: History, run_id: str, store: GitStore | None = None) -> Ru
             candidate_commit=row.candidate_commit,
             ref=candidate_ref(run_id, n) if row.candidate_commit else None,
             verdict=verdict, speedup=verdict.speedup() if verdict else None,
-            usage=Usage.model_validate(usage[n], from_attributes=True) if n in usage else Usage(),
+            usage=_usage(usage.get(n), legacy_unpriced),
             review=_review(decisions.get(n)), created_at=row.created_at, reasons=reasons,
         )
         view.candidates.append(cand)
         view.tokens += cand.usage.prompt_tokens + cand.usage.completion_tokens
+        view.cost_known &= cand.usage.priced
         if cand.status == "accepted":
             view.accepted += 1
         if cand.on_branch:

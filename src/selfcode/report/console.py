@@ -19,6 +19,7 @@ from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.report.markdown import (
     equivalence_sentence,
     headline,
+    outcome_cell,
     speed_cell,
     tests_sentence,
     usage_sentence,
@@ -150,7 +151,7 @@ def runs_table(views: list[RunView]) -> Table:
         table.add_row(v.run_id, v.started_at[5:16].replace("T", " "), v.status, v.goal,
                       f"{v.accepted} of {len(v.candidates)}",
                       f"{v.best_speedup:.2f}x" if v.best_speedup else "-",
-                      fmt_cost(v.cost_usd))
+                      fmt_cost(v.cost_usd, v.cost_known))
     return table
 
 
@@ -161,8 +162,8 @@ def print_run(console: Console, view: RunView) -> None:
                   f"{view.branch}" + (f" at {view.branch_head[:10]}" if view.branch_head else "")
                   + f"\nmodel {view.model}, {view.sandbox} sandbox, status {view.status}"
                   + (f" ({view.stop_reason})" if view.stop_reason else "")
-                  + f"\ngoal: {view.goal}\ncost {fmt_cost(view.cost_usd)}, {view.tokens} tokens,"
-                  f" {view.wall_s:.1f}s", highlight=False, markup=False)
+                  + f"\ngoal: {view.goal}\ncost {fmt_cost(view.cost_usd, view.cost_known)}, "
+                  f"{view.tokens} tokens, {view.wall_s:.1f}s", highlight=False, markup=False)
     table = Table(title_justify="left")
     for column in ("#", "status", "change", "speed", "tests p/f/s", "review"):
         table.add_column(column, overflow="fold")
@@ -179,7 +180,7 @@ def print_candidate(console: Console, view: RunView, cand: CandidateView) -> Non
     """One candidate: what changed, why, the evidence, the tests, the cost."""
     style = _STATUS_STYLE.get(cand.status, "")
     console.rule(f"[bold]candidate {cand.n}[/] of run {view.run_id}: [{style}]{cand.status}[/]"
-                 f" — {speed_cell(cand)}")
+                 f" — {esc(outcome_cell(cand))}")
     console.print(f"[bold]{esc(cand.title)}[/]", highlight=False)
     if cand.rationale.strip():
         console.print(Panel(Text(cand.rationale.strip()), title="why (the model's rationale)",

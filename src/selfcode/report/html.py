@@ -10,7 +10,9 @@ from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
 from selfcode.report.markdown import (
     equivalence_sentence,
+    first_reason,
     headline,
+    outcome_cell,
     speed_cell,
     tests_sentence,
     usage_sentence,
@@ -75,7 +77,7 @@ def _evidence(verdict: Verdict) -> list[str]:
 def _candidate(view: RunView, cand: CandidateView) -> list[str]:
     v = cand.verdict
     out = [f'<section id="c{cand.n}"><h2>Candidate {cand.n}: {escape(cand.title)} '
-           f'<span class="{escape(cand.status)}">— {escape(speed_cell(cand))}</span></h2>']
+           f'<span class="{escape(cand.status)}">— {escape(outcome_cell(cand))}</span></h2>']
     if cand.rationale.strip():
         out.append("<h3>Why</h3><blockquote>"
                    + "<br>".join(escape(x) for x in cand.rationale.strip().splitlines())
@@ -119,7 +121,7 @@ def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
     kept = view.on_branch
     kpis = [("candidates", str(len(view.candidates))), ("on the branch", str(len(kept))),
             ("best speedup", f"{view.best_speedup:.2f}x" if view.best_speedup else "–"),
-            ("cost", fmt_cost(view.cost_usd)), ("tokens", f"{view.tokens:,}"),
+            ("cost", fmt_cost(view.cost_usd, view.cost_known)), ("tokens", f"{view.tokens:,}"),
             ("wall time", f"{view.wall_s:.1f} s")]
     rows = []
     for c in view.candidates:
@@ -129,6 +131,7 @@ def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
         rows.append(f'<tr><td>{c.n}</td><td class="{escape(c.status)}">{escape(c.status)}</td>'
                     f"<td>{link}</td><td>{escape(speed_cell(c))}</td><td>{tests}</td>"
                     f"<td>{escape(', '.join(v.patch.files) if v else '')}</td>"
+                    f"<td>{escape('' if c.on_branch else first_reason(c))}</td>"
                     f"<td>{escape(c.review.decision if c.review else '')}</td></tr>")
     body = [
         f"<h1>{escape(headline(view))}</h1>",
@@ -141,7 +144,8 @@ def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
         '<div class="kpis">' + "".join(f'<div class="kpi"><b>{escape(v)}</b>{escape(k)}</div>'
                                        for k, v in kpis) + "</div>",
         "<table><tr><th>#</th><th>status</th><th>change</th><th>speed</th>"
-        "<th>tests p/f/s</th><th>files</th><th>review</th></tr>", *rows, "</table>",
+        "<th>tests p/f/s</th><th>files</th><th>why not on the branch</th><th>review</th></tr>",
+        *rows, "</table>",
         *_hotspots(profile),
     ]
     for cand in kept:
@@ -151,7 +155,7 @@ def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
         body.append("<h2>Not on the branch</h2>")
         for c in others:
             body.append(f"<details><summary>Candidate {c.n}: {escape(c.title)} — "
-                        f"{escape(c.status)}</summary>")
+                        f"{escape(c.status)}: {escape(first_reason(c))}</summary>")
             body += _candidate(view, c)
             body.append("</details>")
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

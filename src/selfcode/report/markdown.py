@@ -7,8 +7,11 @@ correct (test counts against the baseline), and what it cost (tokens, money, tim
 
 from __future__ import annotations
 
+from html import escape as _html_text
+
 from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
+from selfcode.prompt.context import clip
 from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
 from selfcode.report.plots import series_of, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
@@ -62,7 +65,7 @@ def equivalence_sentence(verdict: Verdict | None) -> str:
 def usage_sentence(cand: CandidateView) -> str:
     u = cand.usage
     return (f"{u.model or 'model unknown'}, {u.exchanges} exchange(s), "
-            f"{u.prompt_tokens + u.completion_tokens:,} tokens, {fmt_cost(u.cost_usd)}")
+            f"{u.prompt_tokens + u.completion_tokens:,} tokens, {fmt_cost(u.cost_usd, u.priced)}")
 
 
 def speed_cell(cand: CandidateView) -> str:
@@ -80,6 +83,26 @@ def speed_cell(cand: CandidateView) -> str:
         if cpu is not None:
             text += f" ({fmt_speedup(cpu.ratio)} in CPU time)"
     return text
+
+
+REASON_CHARS = 120
+"""The most of a reason a heading or a table cell shows; the candidate's page has it all."""
+
+
+def first_reason(cand: CandidateView, limit: int = REASON_CHARS) -> str:
+    """Why the candidate is not on the branch, in one line: its first reason, cut at a word
+    boundary, or "no reason recorded"."""
+    first = next((r.strip() for r in cand.reasons if r.strip()), "")
+    return clip(first, limit) if first else "no reason recorded"
+
+
+def outcome_cell(cand: CandidateView) -> str:
+    """What the candidate came to, for a heading: its measured change, else why it was not
+    kept (never a bare dash)."""
+    speed = speed_cell(cand)
+    if speed != "–":
+        return speed
+    return "no speed measured" if cand.status == "accepted" else first_reason(cand)
 
 
 def _cell(text: str) -> str:
@@ -114,7 +137,7 @@ def _candidate(view: RunView, cand: CandidateView, diff_budget: int) -> list[str
     v = cand.verdict
     where = (f"commit `{cand.commit[:10]}` on `{view.branch}`" if cand.on_branch and cand.commit
              else "not on the branch")
-    out = [f"### Candidate {cand.n}: {_cell(cand.title)} — {speed_cell(cand)}", ""]
+    out = [f"### Candidate {cand.n}: {_cell(cand.title)} — {_cell(outcome_cell(cand))}", ""]
     if cand.rationale.strip():
         out += ["**Why** (the model's rationale):", ""]
         lines = cand.rationale.strip().splitlines()
@@ -180,7 +203,8 @@ def _render(view: RunView, diff_budget: int, hotspots: list[str]) -> str:
            f"`{view.branch}`. Goal: {_cell(view.goal)}", "",
            f"Model `{view.model}`, {view.sandbox} sandbox. {len(view.candidates)} candidates, "
            f"{view.accepted} accepted by the gate, {len(kept)} on the branch. Cost "
-           f"{fmt_cost(view.cost_usd)} for {view.tokens:,} tokens; {view.wall_s:.1f} s. "
+           f"{fmt_cost(view.cost_usd, view.cost_known)} for {view.tokens:,} tokens; "
+           f"{view.wall_s:.1f} s. "
            f"Status: {view.status}" + (f" ({_cell(view.stop_reason)})." if view.stop_reason
                                        else "."), "",
            "| # | status | change | speed | tests | files | review |",
@@ -201,9 +225,12 @@ def _render(view: RunView, diff_budget: int, hotspots: list[str]) -> str:
     if others:
         out += ["### Not on the branch", ""]
         for c in others:
-            reasons = "; ".join(c.reasons) or c.status
-            out += [f"<details><summary>Candidate {c.n}: {_cell(c.title)} — {c.status}"
-                    f"</summary>", "", f"{_cell(reasons)}", "",
+            reasons = "; ".join(c.reasons) or "no reason recorded"
+            # Inside an HTML element, so escaped as HTML: the title and reasons are the
+            # candidate's words (a test id, the model's rationale).
+            out += [f"<details><summary>Candidate {c.n}: {_html_text(_cell(c.title))} — "
+                    f"{c.status}: "
+                    f"{_html_text(first_reason(c))}</summary>", "", _html_text(_cell(reasons)), "",
                     *_diff_block(c, diff_budget // 8 if diff_budget else 0), "</details>", ""]
     out += ["---", "",
             f"Review locally: `git fetch origin '+refs/selfcode/*:refs/selfcode/*' "

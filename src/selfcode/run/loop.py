@@ -85,6 +85,7 @@ class Agent:
         ctx.observer.event("phase", "asking the model", n=n)
         proposal = self.proposer.propose(n, self.attempts, self._check_budget)
         if proposal.error:
+            ctx.update(n, rationale=proposal.rationale)  # kept: what the model meant
             self._finish(n, "malformed", proposal.rationale, [proposal.error])
             return
         ctx.update(n, rationale=proposal.rationale, diff=proposal.diff)

@@ -15,7 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from selfcode.edits import choose_format, parse_and_apply, read_tree, render_diff
+from selfcode.edits import (
+    choose_format,
+    parse_and_apply,
+    read_tree,
+    render_diff,
+    reply_rationale,
+)
 from selfcode.errors import EditError, SelfcodeError
 from selfcode.gate.judge import Judge
 from selfcode.gate.protected import protected_violations
@@ -144,6 +150,8 @@ class Proposer:
                 return Proposal(rationale=rationale, diff=render_diff(old, new))
             except EditError as exc:
                 error = str(exc)
+                # What the model meant is worth keeping even when its edit is not.
+                rationale = reply_rationale(reply.text) or rationale
                 self.ctx.history.add_event(self.ctx.run_id, "edit-error", error, candidate_n=n)
                 self.ctx.observer.event("repair", error, n=n, turn=turn)
                 messages = [*messages, {"role": "assistant", "content": reply.text},
@@ -164,7 +172,8 @@ class Proposer:
         self.ctx.history.add_exchange(Exchange(
             run_id=self.ctx.run_id, candidate_n=n, turn=turn, model=reply.model, messages=messages,
             reply=reply.text, prompt_tokens=reply.usage.prompt_tokens,
-            completion_tokens=reply.usage.completion_tokens, cost_usd=reply.cost_usd,
+            completion_tokens=reply.usage.completion_tokens,
+            cost_usd=reply.cost_usd if reply.priced else None,  # unknown, not free
             latency_s=reply.latency_s))
         self.ctx.charge(reply)
         return reply

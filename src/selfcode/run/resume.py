@@ -55,8 +55,9 @@ def restore_ledger(history: History, run_id: str, ledger: Ledger | None = None) 
     clock, unpriced flag and A/A counts stay as they are) or into a new one without caps."""
     ledger = Ledger() if ledger is None else ledger
     ledger.cost_usd = history.total_cost(run_id)
-    ledger.tokens = sum(u.prompt_tokens + u.completion_tokens
-                        for u in history.candidate_usage(run_id).values())
+    usage = history.candidate_usage(run_id).values()
+    ledger.tokens = sum(u.prompt_tokens + u.completion_tokens for u in usage)
+    ledger.unpriced |= any(u.unpriced for u in usage)  # a reply before the resume had no price
     ledger.statuses, ledger.commits, ledger.best_speedup = {}, [], None
     for row in history.candidates(run_id):
         commit = row.commit_sha if row.status == "accepted" else None
