@@ -310,3 +310,29 @@ def test_a_heading_says_what_a_candidate_came_to_never_a_bare_dash():
     assert len(outcome_cell(cands[2])) <= 120 and outcome_cell(cands[2]).endswith("…")
     md = render_markdown(view)
     assert "Candidate 2: idea 2 — rejected: no reason recorded</summary>" in md
+
+
+def test_one_instruction_count_each_is_stated_with_why_it_suffices_not_plotted():
+    from selfcode.gate.verdict import Verdict
+    from selfcode.report.html import render_html
+    from selfcode.report.markdown import render_markdown
+
+    bench = BenchVerdict(name="parse", metric="instructions", baseline=[1.0e9],
+                         candidate=[997e6], ratio=0.997, verdict="same", stage="instructions")
+    [series] = series_of(bench)
+    text = text_plot(series)
+    assert text == ("parse: baseline 1.00 G, candidate 997 M instructions (0.3% faster). One "
+                    "run each suffices: an instruction count is deterministic, the same on "
+                    "every run of the same code and input, so there is no spread to plot.")
+    timed = Series("t", "cpu_time", [0.2], [0.1], 0.5, None, "faster")
+    assert text_plot(timed) == ("t: baseline 200 ms, candidate 100 ms cpu_time (2.00x faster); "
+                                "one run each, too few samples to plot.")
+
+    view = _view_with_reasons([])
+    cand = view.candidates[0]
+    cand.status, cand.commit = "accepted", "1" * 40  # on the branch: its evidence is shown
+    cand.verdict = Verdict(accepted=True, status="accepted", goal="speed", benchmarks=[bench])
+    md = render_markdown(view)
+    assert "an instruction count is deterministic" in md and "┃" not in md
+    html = render_html(view)
+    assert "an instruction count is deterministic" in html and "<svg" not in html

@@ -17,7 +17,7 @@ from selfcode.report.markdown import (
     tests_sentence,
     usage_sentence,
 )
-from selfcode.report.plots import bench_svg, series_of
+from selfcode.report.plots import bench_svg, series_of, single_run_note
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
 from selfcode.sandbox.results import ProfileRun
 
@@ -70,7 +70,9 @@ def _evidence(verdict: Verdict) -> list[str]:
     out = ["<table><tr><th>measurement</th><th>metric</th><th>baseline median</th>"
            "<th>candidate median</th><th>change</th><th>p (paired)</th><th>runs each</th>"
            "<th>verdict</th></tr>", *rows, "</table>"]
-    out += [bench_svg(s) for b in verdict.benchmarks for s in series_of(b)]
+    for s in (s for b in verdict.benchmarks for s in series_of(b)):
+        note = single_run_note(s)
+        out.append(f"<p>{escape(note)}</p>" if note is not None else bench_svg(s))
     return out
 
 

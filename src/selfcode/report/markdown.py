@@ -13,7 +13,7 @@ from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.prompt.context import clip
 from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
-from selfcode.report.plots import series_of, text_plot
+from selfcode.report.plots import series_of, single_run_note, text_plot
 from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
 from selfcode.sandbox.results import ProfileRun
 
@@ -129,7 +129,11 @@ def evidence_md(verdict: Verdict) -> list[str]:
                        f"{f'{s.p_value:.2g}' if s.p_value is not None else '–'} | "
                        f"{len(s.baseline)} + {len(s.candidate)} |")
     for b in verdict.benchmarks:
-        out += ["", _fence("\n\n".join(text_plot(s) for s in series_of(b)))]
+        series = series_of(b)
+        notes = [note for s in series if (note := single_run_note(s)) is not None]
+        plots = [text_plot(s) for s in series if single_run_note(s) is None]
+        out += [x for note in notes for x in ("", _cell(note))]
+        out += ["", _fence("\n\n".join(plots))] if plots else []
     return out
 
 

@@ -47,6 +47,22 @@ def series_of(bench: BenchVerdict) -> list[Series]:
     return out
 
 
+def single_run_note(bench: Series) -> str | None:
+    """For a measurement of one run each, the numbers and why they suffice, instead of a
+    plot of two dots; None when there are samples enough to draw."""
+    base, cand = bench.baseline, bench.candidate
+    if not base or not cand or len(base) > 1 or len(cand) > 1:
+        return None
+    change = fmt_speedup(bench.ratio) if bench.ratio else bench.verdict
+    numbers = (f"baseline {fmt_sample(bench.metric, base[0])}, candidate "
+               f"{fmt_sample(bench.metric, cand[0])} {bench.metric} ({change})")
+    if bench.metric == "instructions":
+        return (f"{bench.name}: {numbers}. One run each suffices: an instruction count is "
+                "deterministic, the same on every run of the same code and input, so there "
+                "is no spread to plot.")
+    return f"{bench.name}: {numbers}; one run each, too few samples to plot."
+
+
 def _float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
@@ -189,6 +205,9 @@ def text_plot(bench: Series, width: int = 48) -> str:
     base, cand = list(bench.baseline), list(bench.candidate)
     if not base or not cand:
         return f"{bench.name}: no samples"
+    note = single_run_note(bench)
+    if note is not None:
+        return note
     scale = Scale(base + cand, 0, width - 1)
 
     def row(values: Sequence[float]) -> str:
