@@ -285,3 +285,31 @@ def test_show_keeps_a_malformed_candidates_rationale_and_says_why_one_was_reject
     with History(repo / ".git" / "selfcode" / "history.db") as history:
         first = restore_attempts(history, run)[0]
     assert first.summary.startswith("Precompute a table of squares once")
+
+
+def test_runs_keeps_one_line_per_run_at_80_columns(tmp_path):
+    """A long goal is cut with an ellipsis, not wrapped one word per line (the real CLI, in
+    a process of its own, so that COLUMNS decides the console's width as for a user)."""
+    import os
+    import subprocess
+    import sys
+
+    goal = ("Make the whole library faster without changing its public interface, especially "
+            "the hot loops in squares and evens which dominate every benchmark we have")
+    repo = make_target(tmp_path / "target")
+    result = runner.invoke(app, ["improve", str(repo), "--replay",
+                                 str(write_replay(tmp_path / "r.jsonl", NO_EDIT, NO_EDIT,
+                                                  NO_EDIT)),
+                                 "--sandbox", "local", "--json", "--iterations", "1",
+                                 "--goal", goal])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)["run_id"]
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    listed = subprocess.run([sys.executable, "-m", "selfcode", "runs", str(repo)], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    lines = [line for line in listed.splitlines() if not line.startswith("history:")]
+    assert all(len(line) <= 80 for line in lines), listed
+    row = next(line for line in lines if line.lstrip().startswith(run))
+    assert "Make the" in row and "…" in row and "0 of 1" in row and "$0" in row
+    assert lines[lines.index(row) + 1].strip() == "", "the goal wrapped onto another line"
+    assert goal in " ".join(runner.invoke(app, ["show", run, str(repo)]).stdout.split())

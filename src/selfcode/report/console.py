@@ -140,15 +140,19 @@ def print_verdict(console: Console, verdict: Verdict) -> None:
 def runs_table(views: list[RunView]) -> Table:
     targets = sorted({v.repo for v in views})
     table = Table(title=f"selfcode runs of {', '.join(targets)}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                  expand=True)
     table.add_column("run", no_wrap=True, min_width=20)
-    table.add_column("date", min_width=5, max_width=11)
+    table.add_column("date", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    table.add_column("goal", min_width=8)
+    # One line per run: the goal takes the width the other columns leave and is cut with an
+    # ellipsis (`show` has it whole), never wrapped a word per line.
+    table.add_column("goal", min_width=8, no_wrap=True, overflow="ellipsis", ratio=1)
     for column in ("accepted", "best", "cost"):
         table.add_column(column, no_wrap=True, justify="right")
     for v in views:
-        table.add_row(v.run_id, v.started_at[5:16].replace("T", " "), v.status, v.goal,
+        table.add_row(v.run_id, v.started_at[5:16].replace("T", " "), v.status,
+                      " ".join(v.goal.split()),
                       f"{v.accepted} of {len(v.candidates)}",
                       f"{v.best_speedup:.2f}x" if v.best_speedup else "-",
                       fmt_cost(v.cost_usd, v.cost_known))
