@@ -65,14 +65,22 @@ def _dump(data: Any) -> None:
 
 @review_app.command()
 def runs(path: PathArg = Path("."), json_out: JsonOpt = False) -> None:
-    """List the runs of a repository: date, target, goal, candidates, accepted, speedup, cost."""
+    """List the runs of a repository: date, target, goal, candidates, accepted, speedup, cost.
+
+    Ends with the size of the repository's history database (its file and write-ahead log,
+    under the state dir); with --json, every run's entry carries it as `history_bytes`.
+    """
     with errors():
+        from rich.filesize import decimal
+
         from selfcode.history.views import load_run
         from selfcode.report.console import runs_table
 
+        size, where = 0, ""
         try:
             with _repo(path, quiet=True) as (store, history):
                 views = [load_run(history, r.id, store) for r in history.runs()]
+                size, where = history.file_bytes(), str(history.path)
         except _NoHistory:
             views = []
         if not views and not json_out:
@@ -81,10 +89,13 @@ def runs(path: PathArg = Path("."), json_out: JsonOpt = False) -> None:
             return
         if json_out:
             _dump([v.model_dump(exclude={"candidates"}) | {"candidates": len(v.candidates),
-                                                           "on_branch": len(v.on_branch)}
+                                                           "on_branch": len(v.on_branch),
+                                                           "history_bytes": size}
                    for v in views])
         else:
             out.print(runs_table(views))
+            out.print(f"history: {decimal(size)} in {where}", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 @review_app.command()

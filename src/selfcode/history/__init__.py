@@ -5,6 +5,7 @@
 - `rows.py`: the typed rows `History` takes and returns (`RunRow`, `CandidateRow`,
   `Exchange` and `ExchangeRow`, `EventRow`, `ReviewRow`, `CandidateUsage`).
 - `migrations.py`: the schema, as named append-only migrations, applied on open.
+- `texts.py`: prompt text kept once per distinct piece (m003); exchanges refer to pieces.
 - `views.py`: a run and its candidates as reviewers see them (`RunView`), built from the
   history and git for `runs`, `show`, `review` and `report`. Import it from there: it
   depends on git, which depends on this package.

@@ -7,16 +7,18 @@ and its evolution live in `migrations.py`; opening a database brings it up to da
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from selfcode.errors import SelfcodeError
+from selfcode.history import texts
 from selfcode.history.migrations import (
     CANDIDATE_STATUSES,
     REVIEW_DECISIONS,
@@ -64,7 +66,8 @@ class History:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db)
+            if "m003_prompt_texts" in migrate(self._db):
+                self._compact()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise SelfcodeError(
@@ -78,6 +81,22 @@ class History:
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> History:
         return cls(Path(state_dir) / HISTORY_FILE)
+
+    def _compact(self) -> None:
+        """Give the file back the space m003 freed (the old, repeated prompts), once."""
+        try:
+            self._db.execute("PRAGMA busy_timeout = 1000")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM wrote it all there
+        except sqlite3.OperationalError:
+            pass  # another connection is reading: later writes reuse the free pages instead
+        finally:
+            self._db.execute("PRAGMA busy_timeout = 30000")
+
+    def file_bytes(self) -> int:
+        """What the history takes on disk: the database file and its write-ahead log."""
+        files = (self.path, self.path.with_name(self.path.name + "-wal"))
+        return sum(f.stat().st_size for f in files if f.exists())
 
     def close(self) -> None:
         self._db.close()
@@ -96,6 +115,17 @@ class History:
     def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> sqlite3.Cursor:
         # Autocommit connection: each statement is its own transaction, durable on return.
         return self._db.execute(sql, params)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Several statements committed together, or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return list(self._db.execute(sql, params))
@@ -189,22 +219,29 @@ class History:
     # -- exchanges and events ---------------------------------------------------------------
 
     def add_exchange(self, exchange: Exchange) -> int:
-        """Record one request to the model and its reply (or error); return the exchange id."""
+        """Record one request to the model and its reply (or error); return the exchange id.
+
+        The messages' text goes into the texts table, each distinct piece once (texts.py),
+        in the same transaction as the exchange that refers to it."""
         e = exchange
-        cur = self._write(
-            "INSERT INTO exchanges (run_id, candidate_n, turn, model, messages_json, reply,"
-            " prompt_tokens, completion_tokens, cost_usd, latency_s, error, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (e.run_id, e.candidate_n, e.turn, e.model, _dumps([dict(m) for m in e.messages]),
-             e.reply, e.prompt_tokens, e.completion_tokens, e.cost_usd, e.latency_s, e.error,
-             _now()),
-        )
+        with self._transaction():
+            prompt = texts.encode(self._db, e.messages)
+            cur = self._db.execute(
+                "INSERT INTO exchanges (run_id, candidate_n, turn, model, prompt_json, reply,"
+                " prompt_tokens, completion_tokens, cost_usd, latency_s, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.run_id, e.candidate_n, e.turn, e.model, prompt, e.reply, e.prompt_tokens,
+                 e.completion_tokens, e.cost_usd, e.latency_s, e.error, _now()),
+            )
         return int(cur.lastrowid or 0)
 
     def exchanges(self, run_id: str) -> list[ExchangeRow]:
-        """The run's exchanges in the order they happened."""
+        """The run's exchanges in the order they happened, each with its messages in full."""
         rows = self._rows("SELECT * FROM exchanges WHERE run_id = ? ORDER BY id", (run_id,))
-        return [ExchangeRow.from_db(row) for row in rows]
+        pieces = texts.fetch(self._db, (i for row in rows for i in texts.ids_of(
+            row["prompt_json"])))
+        return [ExchangeRow.from_db(row, texts.decode(row["prompt_json"], pieces))
+                for row in rows]
 
     def total_cost(self, run_id: str) -> float:
         """What the run's model calls cost, in USD (exchanges with unknown cost count as 0)."""

@@ -8,11 +8,14 @@ there were built by its exact SQL. Change the schema by adding a new one at the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from selfcode.errors import SelfcodeError
+from selfcode.history.texts import split
 
 # The values the schema's CHECK constraints allow; shipped migrations build their SQL from
 # them, so extending one needs a migration that rebuilds the table, not just a new value.
@@ -186,3 +189,65 @@ def m002_archive_resume_review(db: sqlite3.Connection) -> None:
         """
     )
     db.execute("CREATE INDEX reviews_by_run ON reviews (run_id, n)")
+
+
+# What m003 runs: the exchanges table rebuilt with `prompt_json` (references into `texts`) in
+# place of `messages_json` (the whole conversation, repeated in full by every exchange).
+_M003_EXCHANGES = """
+        CREATE TABLE exchanges_m003 (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            candidate_n INTEGER,
+            turn INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_json TEXT NOT NULL,
+            reply TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            latency_s REAL,
+            error TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+_M003_COLUMNS = ("id, run_id, candidate_n, turn, model, reply, prompt_tokens, completion_tokens,"
+                 " cost_usd, latency_s, error, created_at")
+
+
+def _m003_prompt(db: sqlite3.Connection, messages_json: str) -> str:
+    """An m002 row's messages as m003's `prompt_json`: per message `[fields, ids]`, `fields`
+    the message but its content, `ids` the texts its content joins back from (null, and the
+    content left in `fields`, when it is not a string).
+
+    The cut is `texts.split` as it is when this runs; any cut joins back to the same text, so
+    a later change to it changes how small an old database gets, never what it reads back.
+    """
+    entries: list[list[object]] = []
+    for message in json.loads(messages_json):
+        content = message.get("content")
+        if not isinstance(content, str):
+            entries.append([message, None])
+            continue
+        ids: list[int] = []
+        for piece in split(content):
+            key = hashlib.sha256(piece.encode()).digest()
+            db.execute("INSERT OR IGNORE INTO texts (sha256, text) VALUES (?, ?)", (key, piece))
+            ids.append(db.execute("SELECT id FROM texts WHERE sha256 = ?", (key,)).fetchone()[0])
+        entries.append([{k: v for k, v in message.items() if k != "content"}, ids])
+    return json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
+
+
+@migration
+def m003_prompt_texts(db: sqlite3.Connection) -> None:
+    # Every distinct piece of prompt text once, under its sha256; an exchange lists, per
+    # message, the ids of the pieces its content joins back from (history/texts.py).
+    db.execute("CREATE TABLE texts (id INTEGER PRIMARY KEY, sha256 BLOB NOT NULL UNIQUE,"
+               " text TEXT NOT NULL)")
+    db.execute(_M003_EXCHANGES)
+    for row in db.execute(f"SELECT {_M003_COLUMNS}, messages_json FROM exchanges ORDER BY id"):
+        db.execute(f"INSERT INTO exchanges_m003 ({_M003_COLUMNS}, prompt_json)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (*row[:-1], _m003_prompt(db, row[-1])))
+    db.execute("DROP TABLE exchanges")
+    db.execute("ALTER TABLE exchanges_m003 RENAME TO exchanges")
+    db.execute("CREATE INDEX exchanges_by_run ON exchanges (run_id, candidate_n)")

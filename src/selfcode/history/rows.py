@@ -1,9 +1,10 @@
 """Typed rows of the history database: what `History` records and returns.
 
 Each row is a frozen dataclass with one attribute per column (JSON columns decoded: a run's
-`summary`, a candidate's `verdict`, an exchange's `messages`), so a misspelt column is a
-type error, not a `KeyError` at run time. Columns a row does not name (say, one added by a
-later migration) are left out rather than refused.
+`summary`, a candidate's `verdict`; an exchange's `messages` joined back from the texts its
+`prompt_json` refers to), so a misspelt column is a type error, not a `KeyError` at run
+time. Columns a row does not name (say, one added by a later migration) are left out rather
+than refused.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ class ExchangeRow(Exchange):
     created_at: str
 
     @classmethod
-    def from_db(cls, row: sqlite3.Row) -> ExchangeRow:
-        return cls(**_columns(cls, row), messages=_loads(row["messages_json"]))
+    def from_db(cls, row: sqlite3.Row, messages: list[dict[str, Any]]) -> ExchangeRow:
+        """The row, with the messages its `prompt_json` stands for (History joins them)."""
+        return cls(**_columns(cls, row), messages=messages)
 
 
 @dataclass(frozen=True, kw_only=True)
