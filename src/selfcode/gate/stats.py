@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import stats as sps
-
 Direction = Literal["faster", "slower", "same"]
 
 
@@ -40,6 +38,10 @@ def wilcoxon_p(diffs: Sequence[float], alternative: Literal["less", "greater"]) 
     """p-value of the signed-rank test that the median difference is below/above zero."""
     if not diffs or all(d == 0 for d in diffs):
         return 1.0
+    # Imported here, not at the top: loading scipy takes most of a second, and every command
+    # that reads a verdict (runs, show, report) imports this module without testing anything.
+    from scipy import stats as sps
+
     return float(sps.wilcoxon(diffs, alternative=alternative).pvalue)
 
 
