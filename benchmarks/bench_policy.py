@@ -7,12 +7,13 @@ added line, and over the new Python files by their AST), and gitread.py's parsin
 `git apply --numstat --summary -z` output (synthesised here: no git runs): the host's side of
 judge steps 1 to 3, which every candidate goes through.
 
-Why this size: 160 multi-file patches (4 to 24 files each, about 55,000 diff lines in all) as a
+Why this size: 100 multi-file patches (4 to 24 files each, about 35,000 diff lines in all) as a
 long run's candidates write them: mostly modified files, with additions, deletions, renames
 (with and without changes), executable files and missing final newlines, and one patch in six
 hostile (a mode change, a binary change, a symbolic link, a path out of the tree, a protected
 or look-alike path, a shadowing module, a context probe, a truncated hunk). Paths repeat across
-patches as a run's do, so the path cache sees hits and misses. About half a second natively.
+patches as a run's do, so the path cache sees hits and misses; the baseline has 1,000 files.
+About half a second natively.
 
 stdout carries only what the policy decided (counts per outcome and a hash of every file list
 and refusal), the same on every run and for every correct implementation.
