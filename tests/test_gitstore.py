@@ -174,6 +174,60 @@ def test_repository_without_commits_is_a_git_error(tmp_path: Path) -> None:
     assert str(info.value).endswith(".")
 
 
+def _unknown_extension(repo: Path) -> None:
+    git(repo, "config", "core.repositoryformatversion", "1")
+    git(repo, "config", "extensions.frobnicate", "yes")
+
+
+def _missing_head_commit(repo: Path) -> None:
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    (repo / ".git" / "objects" / sha[:2] / sha[2:]).unlink()
+
+
+def _gitfile_to_nowhere(repo: Path) -> None:
+    subprocess.run(["rm", "-rf", str(repo / ".git")], check=True)
+    (repo / ".git").write_text(f"gitdir: {repo.parent / 'gone'}\n")
+
+
+@pytest.mark.parametrize(("breakage", "gits_words"), [
+    (_unknown_extension, "unknown repository extension found: frobnicate"),
+    (_missing_head_commit, "bad object HEAD"),
+    (_gitfile_to_nowhere, "not a git repository: "),
+])
+def test_what_git_refuses_is_said_in_gits_words_not_as_an_empty_repository(
+        repo: Path, breakage: object, gits_words: str) -> None:
+    breakage(repo)  # type: ignore[operator]
+    with pytest.raises(GitError) as info:
+        GitStore(repo)
+    message = str(info.value)
+    assert gits_words in message and "no commits" not in message
+    assert "\n" not in message and message.endswith(".")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to hand the repository to another uid")
+def test_another_users_repository_is_refused_unless_safe_directory_trusts_it(
+        repo: Path) -> None:
+    """A tree unpacked as root keeps the archive's owner: git refuses it ("dubious
+    ownership"), and so does selfcode, in git's words, until the user's own configuration
+    names it in `safe.directory`, as git would have it."""
+    from typer.testing import CliRunner
+
+    from selfcode.cli.app import app
+
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 4321, 4321)
+    with pytest.raises(GitError, match="detected dubious ownership") as info:
+        GitStore(repo)
+    assert "safe.directory" in str(info.value) and "no commits" not in str(info.value)
+    result = CliRunner().invoke(app, ["runs", str(repo)])
+    assert result.exit_code == 2 and "detected dubious ownership" in result.stderr
+
+    Path(os.environ["GIT_CONFIG_GLOBAL"]).write_text(f"[safe]\n\tdirectory = {repo}\n")
+    with GitStore(repo) as trusted:
+        assert trusted.head_commit() == git(repo, "rev-parse", "HEAD").strip()
+        assert "pkg/core.py" in trusted.list_files()
+
+
 def test_selfcode_home_moves_the_state_dir(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,18 +74,30 @@ def configure(g: git.Git, git_dir: Path, work_tree: Path, options: list[str]) ->
     )
 
 
-def check_ownership(path: Path) -> None:
-    """Refuse a repository git itself would refuse ("dubious ownership"): with GIT_DIR set
-    explicitly git skips that check, and another user's .git/config would then run here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+# Where git reads the user's own configuration (their `safe.directory` entries among it):
+# kept when the ownership check runs, while every other GIT_* variable is dropped.
+_USER_CONFIG_VARS = ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM")
+_NO_REPOSITORY = "not a git repository (or any of the parent directories)"
+
+
+def check_git_accepts(path: Path) -> None:
+    """Refuse a repository git itself refuses, in git's own words: "detected dubious
+    ownership" (with GIT_DIR set explicitly git skips that check, and another user's
+    .git/config would then run here), an unknown repository extension, a .git file that
+    points nowhere. The user's `safe.directory` settings count, as they do for git; a
+    directory that is in no repository at all is left for the caller to say."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") or k in _USER_CONFIG_VARS}
     try:
         proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], env=env,
                               capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return  # no git at all is reported by the caller, in its own words
-    if proc.returncode != 0 and "dubious ownership" in proc.stderr:
-        reason = " ".join(proc.stderr.split())[:400]
-        raise GitError(f"git refuses {path}: {reason}")
+    if proc.returncode == 0 or _NO_REPOSITORY in proc.stderr:
+        return
+    reason = " ".join(proc.stderr.replace("fatal: ", "").split())[:400] or (
+        f"git exited with status {proc.returncode}")
+    raise GitError(f"git refuses {path.resolve()}: {reason.rstrip('.')}.")
 
 
 def _parse_identity(identity: str) -> tuple[str, str]:

@@ -31,7 +31,7 @@ from selfcode.git.command import (
     SAFE_CONFIG,
     SUBMODULE_MODE,
     Trailers,
-    check_ownership,
+    check_git_accepts,
     commit_message,
     configure,
     git_failure,
@@ -51,7 +51,7 @@ class GitStore:
         path = Path(path)
         if not path.exists():
             raise GitError(f"{path} does not exist.")
-        check_ownership(path)
+        check_git_accepts(path)
         try:
             repo = git.Repo(path, search_parent_directories=True)
         except (InvalidGitRepositoryError, NoSuchPathError):
@@ -73,10 +73,9 @@ class GitStore:
         except (GitCommandError, ValueError):
             has_commits = False
         if not has_commits:
+            reason = _unreadable_head(repo, self.root)
             repo.close()
-            raise GitError(
-                f"The git repository at {self.root} has no commits yet; commit your code first."
-            )
+            raise GitError(reason)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -295,6 +294,24 @@ class GitStore:
                        identity: str = SELFCODE_IDENTITY) -> list[str]:
         """Make the run's branch `base` plus `picks` cherry-picked in order; the new shas."""
         return runs.rebuild_branch(self, run_id, base, picks, identity=identity)
+
+
+def _unreadable_head(repo: git.Repo, root: Path) -> str:
+    """Why HEAD names no commit selfcode can read, as one sentence: an unborn branch has no
+    commits yet; anything else (a missing object, a repository git refuses) in git's words,
+    never mistaken for an empty repository."""
+    try:
+        repo.git.rev_parse("--verify", "--quiet", "HEAD")
+    except GitCommandError as exc:
+        if exc.status == 1 and not str(exc.stderr or "").strip():  # --quiet: no such ref
+            return f"The git repository at {root} has no commits yet; commit your code first."
+        return f"git cannot read the repository at {root}: {git_failure(exc)}."
+    try:
+        repo.git.log("-1", "--format=%H", "HEAD")
+    except GitCommandError as exc:
+        return f"git cannot read the commit HEAD names in {root}: {git_failure(exc)}."
+    return (f"selfcode cannot read the commit HEAD names in {root}, though git can; run "
+            "`git fsck` there.")
 
 
 def _blob_text(tree: Tree, path: str) -> str | None:
