@@ -1,16 +1,16 @@
 """action.yml: its shell steps run as GitHub would run them, against a local 'origin'.
 
 The `uses:` steps (setup-python, upload-artifact) and the pip install are GitHub's business;
-the steps that are ours (improve, push, open the pull request) are extracted from the file
-and run with bash, with the inputs in the environment as the step's `env:` passes them, the
-real selfcode (local sandbox, replayed model reply) and a stand-in `gh` that records its
-arguments.
+the steps that are ours (improve, push, open the pull request) are read from the file and
+run as GitHub runs them (`bash --noprofile --norc -eo pipefail`, the script in a file), with
+the inputs in the environment as the step's `env:` passes them, the real selfcode (local
+sandbox, replayed model reply) and a stand-in `gh` that records its arguments
+(tests/actions_runner.py; tests/test_nightly.py runs a whole workflow around the action).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +20,7 @@ import pytest
 
 from selfcode.run.workflows import prepare_demo_repo
 
+from actions_runner import SHELLS, FakeGh, load, runner_env
 from run_helpers import git
 
 ACTION = Path(__file__).parents[1] / "action.yml"
@@ -28,35 +29,9 @@ GOOD = json.loads(DEMO_REPLIES.read_text().splitlines()[3])["reply"]
 
 
 def steps() -> dict[str, dict[str, object]]:
-    """name -> {"env": {...}, "run": script} for each `run:` step (a tiny, strict reader)."""
-    lines = ACTION.read_text().splitlines()
-    found: dict[str, dict[str, object]] = {}
-    current: dict[str, object] | None = None
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if re.match(r"^    - ", line):
-            current = {"env": {}}
-            m = re.match(r"^    - name: (.*)$", line)
-            if m:
-                found[m.group(1)] = current
-        elif current is not None and line.startswith("      env:"):
-            i += 1
-            while i < len(lines) and lines[i].startswith("        "):
-                key, _, value = lines[i].strip().partition(": ")
-                current["env"][key] = value  # type: ignore[index]
-                i += 1
-            continue
-        elif current is not None and line.startswith("      run: |"):
-            i += 1
-            body = []
-            while i < len(lines) and (lines[i].startswith("        ") or not lines[i].strip()):
-                body.append(lines[i][8:])
-                i += 1
-            current["run"] = "\n".join(body) + "\n"
-            continue
-        i += 1
-    return found
+    """name -> {"env": {...}, "run": script} for each named step of the action."""
+    return {str(step["name"]): {"env": step.get("env") or {}, **step}
+            for step in load(ACTION)["runs"]["steps"] if "name" in step}
 
 
 def test_action_declares_what_a_workflow_needs():
@@ -81,12 +56,11 @@ def run_step(step: dict[str, object], env: dict[str, str], inputs: dict[str, str
              cwd: Path) -> subprocess.CompletedProcess[str]:
     step_env = dict(env)
     for key, value in step["env"].items():  # type: ignore[union-attr]
-        expr = re.fullmatch(r"\$\{\{ (.*) \}\}", value)
-        if not expr:
-            step_env[key] = value.strip('"')
-            continue
-        step_env[key] = inputs.get(expr.group(1), "")
-    return subprocess.run(["bash", "-c", str(step["run"])], cwd=cwd, env=step_env,
+        expr = re.fullmatch(r"\$\{\{ (.*) \}\}", str(value))
+        step_env[key] = inputs.get(expr.group(1), "") if expr else str(value)
+    script = Path(env["RUNNER_TEMP"]) / "step.sh"
+    script.write_text(str(step["run"]))
+    return subprocess.run([*SHELLS[str(step["shell"])], str(script)], cwd=cwd, env=step_env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -101,21 +75,13 @@ def github(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     git(work, "notes", "--ref=refs/notes/selfcode", "add", "-m", '{"earlier": true}', "HEAD")
     git(work, "push", "-q", "origin", "refs/notes/selfcode")
     git(work, "update-ref", "-d", "refs/notes/selfcode")  # a fresh checkout has no notes
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    gh = bin_dir / "gh"
-    gh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/gh-args"\n'
-                  'echo https://github.example/o/r/pull/7\n')
-    gh.chmod(0o755)
+    gh = FakeGh.install(tmp_path / "gh")
     replay = tmp_path / "replay.jsonl"
     replay.write_text(json.dumps({"reply": GOOD}) + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SELFCODE_"))}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
-                    f"{env['PATH']}",
-               RUNNER_TEMP=str(tmp_path / "runner"), GITHUB_OUTPUT=str(tmp_path / "output"),
-               GITHUB_STEP_SUMMARY=str(tmp_path / "step-summary"), SELFCODE_REPLAY=str(replay),
-               GIT_CONFIG_GLOBAL=str(tmp_path / "no-global-gitconfig"))
     (tmp_path / "runner").mkdir()
+    env = runner_env(tmp_path / "runner", [gh.bin_dir, Path(sys.executable).parent])
+    env.update(GITHUB_OUTPUT=str(tmp_path / "output"), SELFCODE_REPLAY=str(replay),
+               GITHUB_STEP_SUMMARY=str(tmp_path / "step-summary"), FAKE_GH_LOG=str(gh.log))
     return work, origin, env
 
 
@@ -157,7 +123,9 @@ def test_the_action_runs_selfcode_pushes_everything_and_opens_a_pull_request(git
         '{"earlier": true}')  # the earlier run's note survived the merge
     assert '"status": "accepted"' in git(origin, "notes", "--ref=refs/notes/selfcode", "show",
                                          f"selfcode/{run}")
-    args = (Path(env["GITHUB_OUTPUT"]).parent / "gh-args").read_text().splitlines()
+    listed, created = FakeGh.read_calls(Path(env["FAKE_GH_LOG"]))
+    assert listed["args"][:4] == ["pr", "list", "--head", f"selfcode/{run}"]
+    args = created["args"]
     assert args[:2] == ["pr", "create"] and "--draft" in args
     assert args[args.index("--head") + 1] == f"selfcode/{run}"
     assert args[args.index("--base") + 1] == "main"
