@@ -19,9 +19,13 @@ harness's environment (SELFCODE_REPORT_NONCE, which no candidate process can rea
 
 Trees live in {judge-dir}/trees/NAME, copied there by `seal` and `apply`, owned by the judge and
 read-only to candidates: benchmarks run in them as they are, tests in a fresh copy owned by the
-candidate uid, removed afterwards. With --user the harness must be root: every candidate process
-runs as UID:GID (selfcode_proc.py), and its evidence goes through files and pipes only the judge
-can write. `--fresh` directories are emptied before every measured process.
+candidate uid, removed afterwards. Once sealed, a tree is precompiled and, when it is a package,
+installed: its metadata and console scripts are kept in {judge-dir}/sites/NAME
+(selfcode_install.py), found by every process of that tree (selfcode_trees.base_env).
+
+With --user the harness must be root: every candidate process runs as UID:GID (selfcode_proc.py),
+and its evidence goes through files and pipes only the judge can write. `--fresh` directories
+are emptied before every measured process.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import json
 import math
 import os
 import random
-import secrets
 import shutil
 import signal
 import subprocess
@@ -43,6 +46,7 @@ import selfcode_canary
 import selfcode_equiv
 import selfcode_files as files
 import selfcode_guest as guest
+import selfcode_install
 import selfcode_profile
 from selfcode_evidence import count_instructions, cross_check, parse_junit, parse_stream
 from selfcode_proc import (
@@ -54,6 +58,9 @@ from selfcode_proc import (
     Setup,
     run_measured,
 )
+
+# The equivalence check reaches these through this module too.
+from selfcode_trees import RunDir, base_env, site_path, tree_path
 
 NONCE_ENV = "SELFCODE_REPORT_NONCE"
 STREAM_ENV = "SELFCODE_STREAM_FD"
@@ -73,57 +80,16 @@ HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
 LOG_FD = guest.JUDGE_FD
 
 
-def base_env(tree: str) -> dict[str, str]:
-    """The same environment on both sides; nothing of the harness's own (its nonce) leaks."""
-    keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "TZ")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env["PYTHONHASHSEED"] = "0"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    src = os.path.join(tree, "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src if os.path.isdir(src) else "", tree) if p)
-    return env
-
-
-def tree_path(guard: Guard, name: str) -> str:
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise HarnessError(f"invalid tree name {name!r}")
-    return os.path.join(guard.setup.judge_dir, "trees", name)
-
-
-class RunDir:
-    """A directory for one run's candidate-owned files, removed (as their owner) on exit."""
-
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
-        self.path = os.path.join(guard.setup.judge_dir, "runs", secrets.token_hex(8))
-        os.mkdir(self.path)
-        # Root-owned, so no candidate can rename it; writable, so the candidate uid can fill it.
-        os.chmod(self.path, 0o777 if guard.setup.user else 0o700)
-
-    def __enter__(self) -> RunDir:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.guard.kill_all()
-        self.guard.as_candidate(lambda: files.clear_dir(self.path))
-        os.rmdir(self.path)
-
-    def copy_of(self, tree: str) -> str:
-        work = os.path.join(self.path, "tree")
-        problem = self.guard.as_candidate(lambda: files.copy_tree(tree, work, readonly=False))
-        if problem:
-            raise HarnessError(f"could not copy the tree as the candidate uid: {problem}")
-        return work
-
-
 # --- trees -------------------------------------------------------------------------------------
 
 
 def cmd_seal(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
     for name in [*args.drop, args.tree]:
         files.remove_tree(tree_path(guard, name))
+        files.remove_tree(site_path(guard, name))
     files.copy_tree(os.path.abspath(args.src), tree_path(guard, args.tree), readonly=True)
-    return {"kind": "seal", "ok": True}
+    return {"kind": "seal", "ok": True,
+            **selfcode_install.prepare(guard, args.tree, args.timeout)}
 
 
 def cmd_apply(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
@@ -145,7 +111,11 @@ def cmd_apply(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
             dst = tree_path(guard, args.tree)
             files.remove_tree(dst)
             files.copy_tree(work, dst, readonly=True)
-    return {"kind": "apply", "ok": proc.returncode == 0, "message": message}
+    if proc.returncode != 0:
+        return {"kind": "apply", "ok": False, "message": message}
+    # The candidate installs as the baseline did, or it is rejected (selfcode_install.py).
+    return {"kind": "apply", "ok": True, "message": message,
+            **selfcode_install.prepare(guard, args.tree, args.timeout, like=args.base)}
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -155,7 +125,7 @@ def cmd_tests(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
     with RunDir(guard) as run:
         work = run.copy_of(tree_path(guard, args.tree))
         junit_file = os.path.join(run.path, "junit.xml")
-        env = base_env(work)
+        env = base_env(work, site_path(guard, args.tree))
         env["PYTHONPATH"] = os.pathsep.join([HARNESS_DIR, env["PYTHONPATH"]])
         env[STREAM_ENV] = str(STREAM_FD)
         argv = [
@@ -194,9 +164,10 @@ def cmd_tests(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
 class _Bench:
     """One benchmark's samples on both trees; each run is a fresh process from a fresh state."""
 
-    def __init__(self, argv: list[str], trees: dict[str, str], timeout: float,
-                 metric: str, guard: Guard) -> None:
+    def __init__(self, argv: list[str], trees: dict[str, str], sites: dict[str, str],
+                 timeout: float, metric: str, guard: Guard) -> None:
         self.argv, self.trees, self.timeout, self.metric = argv, trees, timeout, metric
+        self.envs = {side: base_env(trees[side], sites[side]) for side in trees}
         self.guard = guard
         self.samples: dict[str, list[float]] = {"a": [], "b": []}
         # Every counted run's CPU (all its processes), wall time and peak memory, whatever the
@@ -209,13 +180,13 @@ class _Bench:
     def _measure(self, side: str) -> tuple[Measured, float | None, str | None]:
         tree = self.trees[side]
         if self.metric != "instructions":
-            res = run_measured(self.guard, self.argv, tree, base_env(tree), self.timeout,
+            res = run_measured(self.guard, self.argv, tree, self.envs[side], self.timeout,
                                valgrind=False)
             return res, res.cpu, None
         read_end, write_end = os.pipe()
         try:
             argv = guest.valgrind_argv(self.guard.setup.judge_dir, self.argv)
-            res = run_measured(self.guard, argv, tree, base_env(tree), self.timeout,
+            res = run_measured(self.guard, argv, tree, self.envs[side], self.timeout,
                                pass_fds={LOG_FD: write_end}, drain=[read_end], valgrind=True)
         finally:
             os.close(read_end)
@@ -268,9 +239,10 @@ def cmd_bench(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
     spec: dict[str, list[str]] = json.loads(args.spec)
     rng = random.Random(args.seed)
     trees = {"a": tree_path(guard, args.a), "b": tree_path(guard, args.b)}
+    sites = {"a": site_path(guard, args.a), "b": site_path(guard, args.b)}
     results = []
     for name, argv in spec.items():
-        bench = _Bench(argv, trees, args.timeout, args.metric, guard)
+        bench = _Bench(argv, trees, sites, args.timeout, args.metric, guard)
         # Time: one discarded warm-up run each, then pairs in random order, so neither side
         # always runs first into a warm or cold cache. Instructions need no warm-up.
         failure = None
@@ -309,12 +281,13 @@ def cmd_profile(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
     """Each benchmark once under cProfile in the tree (selfcode_profile.py): its hotspots."""
     spec: dict[str, list[str]] = json.loads(args.spec)
     tree = tree_path(guard, args.tree)
+    env = base_env(tree, site_path(guard, args.tree))
     results = []
     for name, argv in spec.items():
         with RunDir(guard) as run:
             results.append(selfcode_profile.profile_benchmark(
                 name, argv, run.path,
-                lambda wrapped: run_measured(guard, wrapped, tree, base_env(tree), args.timeout)))
+                lambda wrapped: run_measured(guard, wrapped, tree, env, args.timeout)))
     return {"kind": "profile", "python": sys.version.split()[0], "benchmarks": results}
 
 

@@ -60,7 +60,7 @@ def cmd_canary(args: argparse.Namespace, guard: Any, tools: Any) -> dict[str, An
         if problem:
             raise HarnessError(f"canary: could not copy the fixture: {problem}")
         _git_repo(guard, repo, run.path, args.timeout)
-        env = tools.base_env(selfcode)
+        env = tools.base_env(selfcode, tools.site_path(guard, args.tree))
         env.update(HOME=run.path, PYTHONDONTWRITEBYTECODE="1")
         argv = [sys.executable, "-m", "selfcode", "eval", repo, "--patch",
                 os.path.abspath(args.diff), "--sandbox", "local", "--json"]

@@ -104,7 +104,7 @@ def record(args: argparse.Namespace, guard: Any, tools: Any, spec: dict[str, Any
     sources: list[list[dict[str, Any]]] = []
     with tools.RunDir(guard) as run:
         work = run.copy_of(tools.tree_path(guard, args.a))
-        env = tools.base_env(work)
+        env = tools.base_env(work, tools.site_path(guard, args.a))
         env["PYTHONPATH"] = os.pathsep.join([tools.HARNESS_DIR, env["PYTHONPATH"]])
         env["SELFCODE_EQUIV_RECORD"] = json.dumps(orders)
         argv = [sys.executable, "-m", "pytest", "-p", "selfcode_equiv_record",
@@ -114,7 +114,7 @@ def record(args: argparse.Namespace, guard: Any, tools: Any, spec: dict[str, Any
     for bench in spec.get("benchmarks", {}).values():
         if not bench or not os.path.basename(bench[0]).startswith("python"):
             continue  # not a Python script: nothing to wrap
-        env = tools.base_env(tree)
+        env = tools.base_env(tree, tools.site_path(guard, args.a))
         env["SELFCODE_EQUIV_RECORD"] = json.dumps(orders)
         sources.append(_piped(guard, [bench[0], RECORDER, *bench[1:]], tree, env,
                               args.timeout)[1])
@@ -156,8 +156,8 @@ def _run_side(guard: Any, tools: Any, tree_name: str, orders: dict[str, Any],
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(orders, fh)
         os.chmod(path, 0o644)
-        result = run_measured(guard, [sys.executable, RUNNER, path], tree, tools.base_env(tree),
-                              timeout)
+        env = tools.base_env(tree, tools.site_path(guard, tree_name))
+        result = run_measured(guard, [sys.executable, RUNNER, path], tree, env, timeout)
         # Only what follows the last token line is the runner's; before it, what calls printed.
         _, found, tail = result.stdout.rpartition(b"\n" + orders["token"].encode() + b"\n")
         return result, _lines(tail) if found else []

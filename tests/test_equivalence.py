@@ -383,7 +383,7 @@ WORD_FILES = {
                            "('b', 'c')]\n",
     "benchmarks/bench_words.py": "from words import tokens\n\nprint(len(tokens('lorem ipsum "
                                  "dolor ' * 3000)))\n",
-    "pyproject.toml": '[project]\nname = "words"\n',
+    "pyproject.toml": '[project]\nname = "words"\nversion = "0"\n',
 }
 SPLITS = WORDS.replace('''    out, word = [], ""
     for ch in text:

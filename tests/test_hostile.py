@@ -57,7 +57,7 @@ print(total(range(1_000_000)))
 '''
 
 FILES = {"src/calc/__init__.py": CORE, "tests/test_calc.py": TESTS,
-         "benchmarks/bench_total.py": BENCH, "pyproject.toml": '[project]\nname = "calc"\n'}
+         "benchmarks/bench_total.py": BENCH, "pyproject.toml": '[project]\nname = "calc"\nversion = "0"\n'}
 PKG = "src/calc/__init__.py"
 
 

@@ -285,6 +285,11 @@ class Judge:
         timings["apply"] = round(applied.duration, 4)
         if not applied.ok:
             return done("unusable", [f"the patch does not apply: {applied.message}"], summary)
+        if applied.install_seconds is not None:
+            timings["install"] = round(applied.install_seconds, 4)
+        if applied.install_error:
+            return done("rejected", [f"the candidate does not install: {applied.install_error}"],
+                        summary)
 
         self.progress("testing")
         t0 = time.perf_counter()

@@ -164,11 +164,15 @@ class ProfileReport(Report, ProfileRun):
 
 
 class TreeReport(Report):
-    """`seal` and `apply`: whether the tree was made, and what git said."""
+    """`seal` and `apply`: whether the tree was made, what git said, and how its install went
+    (sandbox/selfcode_install.py; no install fields: the tree is no package)."""
 
     kind: Literal["seal", "apply"]
     ok: bool
     message: str = Field(default="", max_length=10_000)
+    install_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
+    install_error: str | None = Field(default=None, min_length=1, max_length=2_000)
+    """Why the tree does not install (pip's last words), or why its install cannot be kept."""
 
 
 

@@ -4,9 +4,13 @@ Every step runs the harness as the judge (`Sandbox.exec(judge=True)`: root in th
 sandbox, which starts each candidate process demoted to the candidate uid). The harness keeps
 both trees in `{judge_dir}/trees/a` and `.../b`, laid out alike (same path length, same modes)
 and read-only to candidate processes: `load_baseline` seals the staged baseline there, `apply`
-patches a copy of it as the candidate uid and seals the result. Tests run in a fresh copy owned
-by the candidate uid, removed afterwards; benchmarks run in the sealed trees themselves, each
-process from a fresh /tmp, $HOME and /dev/shm.
+patches a copy of it as the candidate uid and seals the result. Each sealed tree is precompiled
+by the judge and, when it is a package, installed as its users would (`pip install --no-deps
+--no-build-isolation`, sandbox/selfcode_install.py): its metadata and console scripts are on
+every judged process's paths. A baseline that does not install stops the run; a candidate that
+does not, or whose install differs from the baseline's, is rejected. Tests run in a fresh copy
+owned by the candidate uid, removed afterwards; benchmarks run in the sealed trees themselves,
+each process from a fresh /tmp, $HOME and /dev/shm.
 
 Each harness run gets a fresh nonce in its environment (never on a command line, and no
 candidate process can read the judge's environment); a report without it, from a harness that
@@ -43,6 +47,8 @@ from selfcode.sandbox.results import (
 
 NONCE_ENV = "SELFCODE_REPORT_NONCE"
 _HARNESS_GRACE = 30.0
+# Sealing a tree runs up to two timed steps: `git apply` (for a candidate) and `pip install`.
+_SEAL_RUNS = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class ApplyResult:
     ok: bool
     message: str
     duration: float
+    install_seconds: float | None = None
+    """How long installing the candidate took (None: the tree is no package)."""
+    install_error: str | None = None
+    """Why the candidate does not install; it is then rejected."""
 
 
 class Trees:
@@ -59,6 +69,8 @@ class Trees:
         self.a = f"{sandbox.judge_dir}/trees/a"
         self.b = f"{sandbox.judge_dir}/trees/b"
         self._names = count(1)
+        self.install_seconds: float | None = None
+        """How long installing the baseline took (None: it is no package)."""
 
     def harness_options(self) -> list[str]:
         """The options every harness command needs in this sandbox."""
@@ -92,25 +104,37 @@ class Trees:
     def load_baseline(self, tar: bytes) -> None:
         """Replace the baseline with the files of `tar` (the tracked files of a commit)."""
         staged = self.sandbox.stage_tree("baseline", tar)
-        report, _ = self._harness("seal", ["--src", staged, "--tree", "a", "--drop", "b"],
-                                  TreeReport, self.timeout + _HARNESS_GRACE)
+        report, _ = self._harness("seal", ["--src", staged, "--tree", "a", "--drop", "b",
+                                           "--timeout", str(self.timeout)],
+                                  TreeReport, _SEAL_RUNS * self.timeout + _HARNESS_GRACE)
         if not report.ok:
             raise SandboxError(f"Could not load the baseline in the sandbox: {report.message}")
+        if report.install_error:
+            raise SandboxError(
+                "The baseline does not install in the sandbox (pip install --no-deps "
+                f"--no-build-isolation: {report.install_error}); make `pip install .` work "
+                "offline in a clean checkout with the build backend of [build-system] "
+                "requires, then run again.")
+        self.install_seconds = report.install_seconds
 
     def apply(self, diff: str) -> ApplyResult:
         """Make the candidate a copy of the baseline with `diff` applied; the baseline stays."""
         staged = self.sandbox.stage(f"candidate-{next(self._names)}.diff", diff.encode("utf-8"))
         report, duration = self._harness(
             "apply", ["--base", "a", "--tree", "b", "--diff", staged,
-                      "--timeout", str(self.timeout)], TreeReport, self.timeout + _HARNESS_GRACE)
-        return ApplyResult(report.ok, report.message[-1000:], duration)
+                      "--timeout", str(self.timeout)], TreeReport,
+            _SEAL_RUNS * self.timeout + _HARNESS_GRACE)
+        return ApplyResult(report.ok, report.message[-1000:], duration,
+                           report.install_seconds, report.install_error)
 
     def reset_candidate(self) -> None:
         """Make the candidate an exact copy of the baseline (for A/A checks)."""
-        report, _ = self._harness("seal", ["--src", self.a, "--tree", "b"], TreeReport,
-                                  self.timeout + _HARNESS_GRACE)
-        if not report.ok:
-            raise SandboxError("Could not reset the candidate tree in the sandbox.")
+        report, _ = self._harness("seal", ["--src", self.a, "--tree", "b",
+                                           "--timeout", str(self.timeout)], TreeReport,
+                                  _SEAL_RUNS * self.timeout + _HARNESS_GRACE)
+        if not report.ok or report.install_error:
+            raise SandboxError("Could not reset the candidate tree in the sandbox"
+                               + (f" ({report.install_error})." if report.install_error else "."))
 
     def run_tests(self, side: str, pytest_args: list[str] | None = None) -> TestsRun:
         """The tests of one tree; JudgeReportError when the run's evidence was tampered with."""
