@@ -107,6 +107,12 @@ def _parts_refusal(parts: list[str]) -> str | None:
     if parts[-1].lower().startswith(".git"):
         return ("git's own files (.git, .gitignore, .gitmodules, .gitattributes...) "
                 "may not be changed")
+    if any(folded(part) == "__pycache__" for part in parts) or folded(parts[-1]).endswith(
+            (".pyc", ".pyo")):
+        # The judge compiles every tree itself (sandbox/selfcode_install.py); a shipped .pyc
+        # would be code that differs from the reviewed source.
+        return ("it is compiled bytecode (__pycache__, .pyc, .pyo), which the judge makes from "
+                "the sources itself; change the .py file instead")
     if len("/".join(parts).encode("utf-8")) > _MAX_PATH_BYTES:
         return f"it is longer than {_MAX_PATH_BYTES} bytes"
     if any(len(part.encode("utf-8")) > _MAX_NAME_BYTES for part in parts):
