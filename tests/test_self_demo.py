@@ -37,6 +37,7 @@ def test_demo_self_promotes_the_speedup_and_the_canary_stops_the_weakened_judge(
         first, second = history.candidates(summary["run_id"])
     assert first.status == "rejected" and first.verdict is not None
     assert first.verdict["reasons"] == [
+        "passed the gate, but its own judge failed the canary",
         "its judge accepted a known cheat: fast-only-under-the-benchmark"]
     canary = first.verdict["canary"]
     assert not canary["passed"] and canary["cases"][-1]["got"] == "accepted"

@@ -107,7 +107,12 @@ class Agent:
 
     def _recheck(self, diff: str) -> Verdict:
         verdict = self.recheck(self.ctx.worktree.tracked_tar(), diff)
-        if not verdict.accepted:
+        if verdict.accepted:
+            return verdict
+        if verdict.canary is not None and not verdict.canary.passed:
+            # The gate passed it twice; it is the promotion stage that failed (gate/canary.py).
+            verdict.reasons.insert(0, "passed the gate, but its own judge failed the canary")
+        else:
             verdict.reasons.insert(0, "accepted at first, but not when re-checked in a fresh "
                                       "sandbox")
         return verdict
