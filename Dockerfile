@@ -36,12 +36,15 @@ RUN set -eu; \
         >/dev/null 2>&1 || true
 
 # --- deps: a virtual environment filled from the host-built wheelhouse, offline ---------------
+# requirements.txt pins every wheel the host resolved (the target's build backends included);
+# --no-deps because the target's own distribution is deliberately missing: the sandbox
+# installs the target from its tree (sandbox/selfcode_install.py), never from the index.
 FROM system AS deps
 COPY wheelhouse /wheelhouse
 RUN set -eu; \
     python3 -m venv /opt/venv; \
     PIP_DISABLE_PIP_VERSION_CHECK=1 /opt/venv/bin/pip install --no-cache-dir --no-index \
-        --find-links /wheelhouse -r /wheelhouse/requirements.txt; \
+        --no-deps --find-links /wheelhouse -r /wheelhouse/requirements.txt; \
     /opt/venv/bin/python -c 'import pytest'
 
 # --- final: system + the venv, no wheelhouse, no repository code ------------------------------

@@ -113,8 +113,10 @@ def test_collection_follows_committed_includes_and_names_the_line_it_refuses() -
         "docs/requirements-docs.txt": "-e .\n",  # not top-level: not a declaration of the tests
     }
     deps = dependencies_from_files(files, "commit abc")
-    # The self-reference is dropped and pytest always added.
-    assert deps.requirements == ("attrs>=23", "hypothesis", "rich", "pytest")
+    # The self-reference is dropped, the default build backend (no [build-system]) and
+    # pytest always added.
+    assert deps.requirements == ("attrs>=23", "hypothesis", "setuptools>=40.8.0", "wheel",
+                                 "rich", "pytest")
     assert deps.constraints == ("rich<14",)
     with pytest.raises(Refused, match=r"reqs/base\.txt line 2 \(commit abc\)"):
         dependencies_from_files({**files, "reqs/base.txt": "rich\n--index-url http://x/\n"},

@@ -3,13 +3,20 @@
     deps = dependencies_at(store, base_commit)      # once per run, from git objects
     wheelhouse = build_wheelhouse(deps, python_info, state_dir / "wheelhouse")
 
-The declarations are `[project] dependencies`, the `test`/`tests`/`testing` extras and
-dependency groups of `pyproject.toml`, and the top-level `requirements*.txt` (with the files
-they include by `-r`/`-c`); pytest and Hypothesis are always added. They are read from a
-COMMIT's objects, never from a working directory: a run collects them once from its base
-commit and passes the
-`DependencySet` down, so nothing a candidate writes (into its tree or the run's worktree) is ever
-read by the host to decide what to download.
+The declarations are the project's own (`declared.py`: `[project] dependencies`, the
+`test`/`tests`/`testing` extras and dependency groups of `pyproject.toml`, `setup.cfg`'s
+`install_requires` and test extras, the literal ones of `setup.py`, read with `ast` and never
+run, and the build system's requirements, which the sandbox installs the tree with) and the
+top-level `requirements*.txt` (with the files they include by `-r`/`-c`); pytest and Hypothesis
+are always added. They are read from a COMMIT's objects, never from a working directory: a run
+collects them once from its base commit and passes the `DependencySet` down, so nothing a
+candidate writes (into its tree or the run's worktree) is ever read by the host to decide what
+to download.
+
+The project's own distribution never comes from the index, even when a dependency depends on
+it: the download sees a metadata-only stand-in for it (highest version, no dependencies) and
+the wheelhouse keeps no wheel of that name; the image installs exactly the wheels resolved, with
+`--no-deps` (the sandbox installs the tree itself, `sandbox/selfcode_install.py`).
 
 The host runs pip, so every line is policed first (`requirement_entry`): only a plain
 `name[extras] specifier ; marker`, optionally with `--hash`, and `-r`/`-c` to another committed
@@ -31,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -39,13 +46,16 @@ from pathlib import Path
 from typing import Protocol
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from selfcode.errors import ConfigError, SandboxError
+from selfcode.sandbox.declared import read_project
 from selfcode.sandbox.requirements import Include, logical_lines, requirement_entry
 
-# Extras / dependency groups that a repository's tests usually need.
-_TEST_GROUPS = ("test", "tests", "testing")
+# Bump when what a wheelhouse holds changes in a way its key does not show.
+_WHEELHOUSE_RECIPE = "pinned-1"
+# The files a project declares itself in (read by `declared.read_project`).
+_PROJECT_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
 
 Progress = Callable[[str], None]
 
@@ -62,6 +72,7 @@ class PythonInfo:
     implementation: str  # "cp"
     abis: tuple[str, ...]  # ("cp311", "abi3", "none")
     platforms: tuple[str, ...]  # ("manylinux_2_36_x86_64", ..., "linux_x86_64")
+    full_version: str = ""  # "3.11.2", for requires-python
 
     def key(self) -> str:
         return json.dumps([self.version, self.implementation, [*self.abis], [*self.platforms]])
@@ -78,6 +89,12 @@ class DependencySet:
     constraints: tuple[str, ...] = ()
     origin: str = ""
     """Where the declarations were read, for messages ("commit 1a2b3c4d5e")."""
+    project: str = ""
+    """The project's own canonical distribution name: never installed from the index."""
+    requires_python: str = ""
+    """Its `[project] requires-python`, checked against the sandbox's Python."""
+    notes: tuple[str, ...] = ()
+    """Declarations that could not be read (a computed setup.py argument...)."""
 
 
 class CommitReader(Protocol):
@@ -106,15 +123,13 @@ def dependencies_from_files(files: Mapping[str, str], origin: str = "") -> Depen
 
 def collect_dependencies(read: Callable[[str], str | None], listing: Iterable[str],
                          origin: str = "") -> DependencySet:
-    """`[project]` dependencies, test extras/groups and top-level requirements*.txt, policed."""
-    reqs: list[str] = []
-    parts: list[bytes] = []
+    """The project's declarations (`declared.py`: pyproject.toml, setup.cfg, setup.py, its
+    build system's requirements) and the top-level requirements*.txt, policed."""
     names = set(listing)
-    if "pyproject.toml" in names:
-        found = _pyproject_requirements(read("pyproject.toml") or "", origin)
-        reqs += [r for r, _ in found]
-        # The raw strings, so an unchanged declaration keeps its image tag.
-        parts.append(b"pyproject:" + json.dumps([raw for _, raw in found]).encode("utf-8"))
+    project = read_project({n: read(n) for n in _PROJECT_FILES if n in names}, origin)
+    reqs = [r for r, _ in project.requirements] + project.build
+    # The declarations, not the files: an unrelated pyproject.toml edit keeps the image tag.
+    parts: list[bytes] = [b"project:" + project.fingerprint()]
     constraints: list[str] = []
     seen: set[str] = set()
     for name in sorted(n for n in names if "/" not in n and fnmatchcase(n, "requirements*.txt")):
@@ -123,31 +138,9 @@ def collect_dependencies(read: Callable[[str], str | None], listing: Iterable[st
     # The harness's own: pytest runs the tests, Hypothesis draws the equivalence check's inputs.
     reqs += [tool for tool in ("pytest", "hypothesis") if tool not in named]
     unique = tuple(dict.fromkeys(reqs))
-    return DependencySet(unique, b"\0\0".join(parts), tuple(dict.fromkeys(constraints)), origin)
-
-
-def _pyproject_requirements(text: str, origin: str) -> list[tuple[str, str]]:
-    """(requirement for pip, declared string) of pyproject.toml, minus self-references."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SandboxError(f"Cannot read pyproject.toml ({origin}) to find its dependencies: "
-                           f"{exc}; fix the file and commit it.") from exc
-    project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
-    declared = [("[project] dependencies", r) for r in _strings(project.get("dependencies"))]
-    for key, table in (("[project.optional-dependencies]", project.get("optional-dependencies")),
-                       ("[dependency-groups]", data.get("dependency-groups"))):
-        if isinstance(table, dict):
-            for group in _TEST_GROUPS:
-                declared += [(f"{key} {group}", r) for r in _strings(table.get(group))]
-    own = canonicalize_name(str(project.get("name", "")).strip() or "-")
-    found: list[tuple[str, str]] = []
-    for key, raw in declared:
-        entry = requirement_entry(raw, f"pyproject.toml {key} ({origin})".replace(" ()", ""))
-        # `pkg[test]` pointing at the project itself (a common idiom in extras) is not on PyPI.
-        if isinstance(entry, str) and canonicalize_name(Requirement(entry).name) != own:
-            found.append((entry, raw))
-    return found
+    return DependencySet(unique, b"\0\0".join(parts), tuple(dict.fromkeys(constraints)), origin,
+                         project=project.name, requires_python=project.requires_python,
+                         notes=tuple(project.notes))
 
 
 def _requirements_file(name: str, read: Callable[[str], str | None], names: set[str],
@@ -173,15 +166,11 @@ def _requirements_file(name: str, read: Callable[[str], str | None], names: set[
             (constraints if constraint else reqs).append(entry)
 
 
-def _strings(value: object) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
 def build_wheelhouse(
     deps: DependencySet, info: PythonInfo, wheelhouse_root: Path, progress: Progress = no_progress
 ) -> Path:
     """Download wheels for `deps` that `info`'s Python accepts; cached by (deps, platform)."""
-    keyed = [*deps.requirements, info.key()]
+    keyed = [_WHEELHOUSE_RECIPE, *deps.requirements, info.key(), "project:" + deps.project]
     if deps.constraints:
         keyed += ["-c", *deps.constraints]
     key = hashlib.sha256("\n".join(keyed).encode("utf-8")).hexdigest()[:20]
@@ -192,18 +181,23 @@ def build_wheelhouse(
     wheelhouse_root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f"{key}.partial-", dir=wheelhouse_root))
     try:
-        (partial / "requirements.txt").write_text("\n".join(deps.requirements) + "\n", "utf-8")
-        argv = _pip_download(info, partial, partial / "requirements.txt")
+        (partial / "declared.txt").write_text("\n".join(deps.requirements) + "\n", "utf-8")
+        argv = _pip_download(info, partial, partial / "declared.txt")
         if deps.constraints:
             (partial / "constraints.txt").write_text("\n".join(deps.constraints) + "\n", "utf-8")
             argv += ["-c", str(partial / "constraints.txt")]
+        if deps.project:
+            argv += ["--find-links", str(_stand_in(partial / "stand-in", deps.project))]
+        for note in deps.notes:
+            progress(f"note: {note}")
         progress(
             f"downloading wheels for Python {info.version} ({info.platforms[0]}) on the host: "
             + ", ".join(deps.requirements)
         )
         start = time.monotonic()
         _run_pip(argv, info)
-        wheels = sorted(p.name for p in partial.glob("*.whl"))
+        shutil.rmtree(partial / "stand-in", ignore_errors=True)
+        wheels = _pin(partial, deps.project)
         progress(f"downloaded {len(wheels)} wheels in {time.monotonic() - start:.1f}s")
         (partial / ".complete").write_text("\n".join(wheels) + "\n", "utf-8")
         try:
@@ -217,6 +211,43 @@ def build_wheelhouse(
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
+
+
+# A stand-in's version: above any real release, so a dependency's `>=` on the project takes it;
+# a tighter bound (`<3`) falls back to the index's copy, which is dropped all the same.
+_STAND_IN_VERSION = "999999999"
+
+
+def _stand_in(folder: Path, project: str) -> Path:
+    """A find-links folder with a metadata-only wheel of the project (no dependencies)."""
+    folder.mkdir()
+    stem = f"{project.replace('-', '_')}-{_STAND_IN_VERSION}"
+    with zipfile.ZipFile(folder / f"{stem}-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(f"{stem}.dist-info/METADATA", "Metadata-Version: 2.1\nName: "
+                       f"{project}\nVersion: {_STAND_IN_VERSION}\n")
+        wheel.writestr(f"{stem}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: selfcode\n"
+                       "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{stem}.dist-info/RECORD", "")
+    return folder
+
+
+def _pin(wheelhouse: Path, project: str) -> list[str]:
+    """Drop the project's own wheels; write requirements.txt pinning every other one (the image
+    installs them with --no-deps: the resolution was made here). The wheels kept."""
+    pins, kept = [], []
+    for wheel in sorted(wheelhouse.glob("*.whl")):
+        try:
+            name, version, _, _ = parse_wheel_filename(wheel.name)
+        except InvalidWheelFilename as exc:
+            raise SandboxError(f"pip downloaded a wheel with an unreadable name ({exc}); "
+                               "remove the wheelhouse and build again.") from exc
+        if project and name == project:
+            wheel.unlink()
+            continue
+        pins.append(f"{name}=={version}")
+        kept.append(wheel.name)
+    (wheelhouse / "requirements.txt").write_text("\n".join(pins) + "\n", "utf-8")
+    return kept
 
 
 # Where the host's trusted certificates are (a TLS-inspecting proxy's CA, say): paths, no secret.

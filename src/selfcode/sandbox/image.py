@@ -36,6 +36,7 @@ import requests.exceptions
 from selfcode import resources
 from selfcode.config import SandboxConfig
 from selfcode.errors import SandboxError
+from selfcode.sandbox.declared import python_refusal
 from selfcode.sandbox.deps import (
     DependencySet,
     Progress,
@@ -47,7 +48,7 @@ from selfcode.sandbox.engine import docker_client, engine_error, short_error
 
 IMAGE_REPOSITORY = "selfcode-sandbox"
 # Bump when the way the image is assembled changes in a way the Dockerfile's bytes do not show.
-_RECIPE_VERSION = "1"
+_RECIPE_VERSION = "2"  # 2: pinned wheels, --no-deps, the target's build backends
 _BOOTSTRAP_FIX = "run sandbox/bootstrap-base.sh and set SELFCODE_BASE_IMAGE to the name it prints"
 _BUILD_LOG_TAIL = 25
 
@@ -64,7 +65,8 @@ class BuildResult:
 _PYTHON_PROBE = r"""
 import json, os, platform, sys
 impl = {"cpython": "cp", "pypy": "pp"}.get(sys.implementation.name, sys.implementation.name)
-info = {"version": "%d.%d" % sys.version_info[:2], "implementation": impl}
+info = {"version": "%d.%d" % sys.version_info[:2], "implementation": impl,
+        "full": platform.python_version()}
 try:
     from pip._vendor.packaging import tags
     found = list(tags.sys_tags())
@@ -121,7 +123,8 @@ def python_info(
             raw = json.loads(cache.read_text("utf-8"))
         except (OSError, ValueError):
             raw = None
-    if raw is None:
+    if not isinstance(raw, dict) or "full" not in raw:
+        raw = None  # an older probe's answer: ask again
         try:
             out = client.containers.run(
                 image_id,
@@ -153,6 +156,7 @@ def python_info(
             implementation=str(raw["implementation"]),
             abis=tuple(str(a) for a in raw["abis"]),
             platforms=tuple(str(p) for p in raw["platforms"]),
+            full_version=str(raw["full"]),
         )
     except (KeyError, TypeError) as exc:
         cache.unlink(missing_ok=True)
@@ -237,12 +241,15 @@ def build_image(
     client = client or docker_client()
     dockerfile = dockerfile or _dockerfile()
     base_id = ensure_base_image(client, base_image, progress)
+    info = python_info(client, base_image, base_id, state_dir / "wheelhouse")  # cached by id
+    refusal = python_refusal(deps.requires_python, info.full_version, base_image)
+    if refusal:
+        raise SandboxError(refusal)
     tag = tag or image_tag(deps, base_image, base_id, dockerfile)
     if not force and _image_exists(client, tag):
         progress(f"sandbox image {tag} is up to date")
         return BuildResult(tag, built=False, duration=time.monotonic() - start)
 
-    info = python_info(client, base_image, base_id, state_dir / "wheelhouse")
     wheelhouse = build_wheelhouse(deps, info, state_dir / "wheelhouse", progress)
     progress(f"building {tag} from {base_image}")
     _build(client, dockerfile, wheelhouse, base_image, tag, progress, no_cache=no_cache)
