@@ -385,6 +385,40 @@ def test_create_run_from_another_base(store: GitStore, repo: Path) -> None:
     assert run.list_files() == ["README.md", "pkg/__init__.py", "pkg/core.py"]
 
 
+def test_a_run_branch_without_commits_is_removed_and_one_with_commits_never(
+        store: GitStore, repo: Path) -> None:
+    base = store.head_commit()
+    empty, kept, _busy = (store.create_run(name) for name in ("empty", "kept", "busy"))
+    kept_head = kept.commit_patch(CORE_DIFF, "Use sum", {})
+    store.update_ref("refs/selfcode/empty/1", store.commit_diff(base, CORE_DIFF, "rejected"))
+    for run in (empty, kept):
+        run.remove()
+    before = snapshot(repo)
+
+    assert store.remove_branch_without_commits("empty", base) is True
+    assert git(repo, "branch", "--list", "selfcode/empty") == ""
+    assert store.ref_sha("refs/selfcode/empty/1") is not None  # the candidates stay
+    assert store.remove_branch_without_commits("empty", base) is False  # already gone
+    assert store.remove_branch_without_commits("kept", base) is False  # it has a commit
+    assert store.ref_sha("refs/heads/selfcode/kept") == kept_head
+    assert store.remove_branch_without_commits("busy", base) is False  # checked out
+    assert "selfcode/busy" in git(repo, "branch", "--list", "selfcode/busy")
+    assert snapshot(repo) == before
+
+    again = store.open_run("empty", base=base)  # a resume: made again where it started
+    assert again.head() == base and again.branch == "selfcode/empty"
+    with pytest.raises(GitError, match="no run branch"):
+        store.open_run("never")
+
+
+def test_a_branch_the_user_checked_out_is_never_removed(store: GitStore, repo: Path) -> None:
+    base = store.head_commit()
+    store.create_run("mine").remove()
+    git(repo, "checkout", "-q", "selfcode/mine")  # the user's own checkout now holds it
+    assert store.remove_branch_without_commits("mine", base) is False
+    assert git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/selfcode/mine"
+
+
 def test_create_run_refuses_bad_or_taken_run_ids(store: GitStore) -> None:
     for bad in ("../escape", "a b", "x..y", "", "-flag", "name.lock"):
         with pytest.raises(GitError, match="cannot name a run"):

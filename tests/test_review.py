@@ -313,3 +313,61 @@ def test_runs_keeps_one_line_per_run_at_80_columns(tmp_path):
     assert "Make the" in row and "…" in row and "0 of 1" in row and "$0" in row
     assert lines[lines.index(row) + 1].strip() == "", "the goal wrapped onto another line"
     assert goal in " ".join(runner.invoke(app, ["show", run, str(repo)]).stdout.split())
+
+
+def branches(repo: Path) -> str:
+    return git(repo, "branch", "--list", "selfcode/*")
+
+
+def test_a_run_without_a_commit_removes_its_branch_and_keeps_its_candidates(tmp_path):
+    repo = make_target(tmp_path / "target")
+    result = runner.invoke(app, ["improve", str(repo), "--sandbox", "local", "--iterations",
+                                 "1", "--replay",
+                                 str(write_replay(tmp_path / "a.jsonl", REPLY_BAD_EVENS))])
+    assert result.exit_code == 0, result.output
+    run = json.loads(runner.invoke(app, ["runs", str(repo), "--json"]).stdout)[0]["run_id"]
+    assert (f"No improvement; branch selfcode/{run} removed"
+            in " ".join(result.stderr.split()))
+    assert branches(repo) == ""
+    assert git(repo, "rev-parse", f"refs/selfcode/{run}/1").strip()  # the candidate stays
+    shown = runner.invoke(app, ["show", f"{run}/1", str(repo)])
+    assert shown.exit_code == 0 and "rejected" in shown.stdout
+    assert runner.invoke(app, ["report", run, str(repo)]).exit_code == 0
+    code, _, err = review(repo, run, "--approve", "1")
+    assert code == 2 and "was not accepted by the gate" in err  # the usual answer
+
+    # Resumed, the run starts again at its base; a commit keeps the branch this time.
+    second = runner.invoke(app, ["improve", str(repo), "--json", "--resume", run,
+                                 "--iterations", "2", "--replay",
+                                 str(write_replay(tmp_path / "b.jsonl", REPLY_SQUARES))])
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.stdout)
+    assert summary["accepted"] == 1 and summary["branch_removed"] is False
+    assert len(git(repo, "log", "--format=%H",
+                   f"{summary['base_commit']}..selfcode/{run}").split()) == 1
+
+
+def test_ctrl_c_and_a_resume_without_a_commit_remove_the_branch(tmp_path, monkeypatch):
+    import run_helpers
+
+    def interrupted(self: object, diff: str) -> None:
+        raise KeyboardInterrupt
+
+    repo = make_target(tmp_path / "target")
+    with monkeypatch.context() as patch:
+        patch.setattr(run_helpers.FakeJudge, "judge", interrupted)
+        result = runner.invoke(app, ["improve", str(repo), "--sandbox", "local", "--replay",
+                                     str(write_replay(tmp_path / "a.jsonl", REPLY_SQUARES))])
+    assert result.exit_code == 130, result.output
+    run = json.loads(runner.invoke(app, ["runs", str(repo), "--json"]).stdout)[0]
+    assert run["status"] == "interrupted" and branches(repo) == ""
+
+    resumed = runner.invoke(app, ["improve", str(repo), "--json", "--resume", run["run_id"],
+                                  "--iterations", "2", "--replay",
+                                  str(write_replay(tmp_path / "b.jsonl", NO_EDIT, NO_EDIT,
+                                                   NO_EDIT))])
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads(resumed.stdout)
+    assert summary["status"] == "finished" and summary["branch_removed"] is True
+    assert branches(repo) == ""
+    assert "resuming run" in resumed.stderr

@@ -196,6 +196,9 @@ def _print_summary(summary: dict[str, Any], json_out: bool) -> None:
     if summary["commits"]:
         err.print(f"Review: git log -p {summary['base_commit'][:10]}..{summary['branch']}",
                   highlight=False, markup=False)
+    elif summary.get("branch_removed"):
+        err.print(f"No improvement; branch {summary['branch']} removed (its candidates stay: "
+                  f"selfcode show {summary['run_id']}).", highlight=False, markup=False)
 
 
 @app.command("eval", help=EVAL_HELP)

@@ -92,10 +92,15 @@ def create_run(store: GitStore, run_id: str, base: str = "HEAD") -> RunWorktree:
     return run
 
 
-def open_run(store: GitStore, run_id: str) -> RunWorktree:
-    """The worktree of an existing run branch (recreated if removed), reset to its HEAD."""
+def open_run(store: GitStore, run_id: str, base: str | None = None) -> RunWorktree:
+    """The worktree of an existing run branch (recreated if removed), reset to its HEAD.
+
+    With `base` (the commit the run started at), a branch that was removed because it had
+    no commit (`remove_branch_without_commits`) is made again there."""
     branch = check_run_id(store, run_id)
     if not _branch_exists(store, branch):
+        if base is not None:
+            return create_run(store, run_id, base)
         raise GitError(f"There is no run branch {branch} in the repository at {store.root}.")
     path = (store.worktrees_dir() / run_id).resolve()
     ref = f"refs/heads/{branch}"
@@ -122,6 +127,23 @@ def open_run(store: GitStore, run_id: str) -> RunWorktree:
     run = RunWorktree(store, run_id, path)
     run.reset()
     return run
+
+
+def remove_branch_without_commits(store: GitStore, run_id: str, base: str) -> bool:
+    """Delete the run's branch if it has no commit beyond `base`, the commit it started at;
+    True if it did. A branch that moved (a commit, a rebuild, the user's own work) or that
+    a worktree has checked out (the user's checkout too) is never touched, and the delete
+    is a compare-and-swap, so a commit made meanwhile keeps it. The candidates' refs under
+    refs/selfcode/<run-id>/ and their notes stay."""
+    branch = check_run_id(store, run_id)
+    ref = f"refs/heads/{branch}"
+    # rev-parse in a process of its own: after a Ctrl-C, GitPython's long-lived helpers
+    # (its object reader) died with the rest of the process group.
+    base_sha = store.ref_sha(base)
+    if base_sha is None or store.ref_sha(ref) != base_sha or ref in _worktrees(store).values():
+        return False
+    store.git("update-ref", "-m", "selfcode: the run made no commit", "-d", ref, base_sha)
+    return True
 
 
 def remove_run_worktree(store: GitStore, run_id: str) -> bool:

@@ -278,9 +278,14 @@ class GitStore:
         """Create branch `selfcode/<run-id>` at `base` and check it out in the run's worktree."""
         return runs.create_run(self, run_id, base)
 
-    def open_run(self, run_id: str) -> RunWorktree:
-        """The worktree of an existing run branch (recreated if removed), reset to its HEAD."""
-        return runs.open_run(self, run_id)
+    def open_run(self, run_id: str, base: str | None = None) -> RunWorktree:
+        """The worktree of an existing run branch (recreated if removed), reset to its HEAD;
+        a branch removed for having no commit is made again at `base`, if given."""
+        return runs.open_run(self, run_id, base)
+
+    def remove_branch_without_commits(self, run_id: str, base: str) -> bool:
+        """Delete the run's branch if it is still at `base` and checked out nowhere."""
+        return runs.remove_branch_without_commits(self, run_id, base)
 
     def remove_run_worktree(self, run_id: str) -> bool:
         """Remove the worktree of run `run_id` (a crashed process's, locks and all), if any."""

@@ -44,6 +44,8 @@ class RunSummary(BaseModel):
     """A/A checks inserted during the run (the unchanged code judged against itself)."""
     aa_false_accepts: int = 0
     """How many of them the gate called faster: the run's observed false-acceptance count."""
+    branch_removed: bool = False
+    """The run made no commit, so its branch was deleted (the candidates' refs stay)."""
 
 
 def _verdict(row: CandidateRow) -> Verdict | None:
@@ -93,8 +95,10 @@ def reconcile(store: GitStore, history: History, archive: Archive, run_id: str,
     if run is None:
         return []
     on_branch = {}
-    for sha, value in store.trailer_log(f"{run.base_commit}..{run.branch}",
-                                        "Selfcode-Candidate"):
+    # A run that made no commit may have had its branch removed: then nothing is on it.
+    branch_log = (store.trailer_log(f"{run.base_commit}..{run.branch}", "Selfcode-Candidate")
+                  if store.ref_sha(f"refs/heads/{run.branch}") else [])
+    for sha, value in branch_log:
         if value.isdigit():
             on_branch[int(value)] = sha
     done: list[str] = []
@@ -135,7 +139,7 @@ def _kept(store: GitStore, run_id: str, n: int, recorded: str | None) -> bool:
 
 
 def summarize(history: History, run_id: str, status: str, stop: str, wall_s: float,
-              ledger: Ledger | None = None) -> RunSummary:
+              ledger: Ledger | None = None, branch_removed: bool = False) -> RunSummary:
     """The run's summary, from `ledger` or else from what the history recorded."""
     run = history.run(run_id)
     if run is None:
@@ -148,6 +152,7 @@ def summarize(history: History, run_id: str, status: str, stop: str, wall_s: flo
         best_speedup=ledger.best_speedup, cost_usd=ledger.cost_usd,
         cost_known=not ledger.unpriced, tokens=ledger.tokens, wall_s=round(wall_s, 2),
         aa_sentinels=ledger.aa_sentinels, aa_false_accepts=ledger.aa_false_accepts,
+        branch_removed=branch_removed,
     )
 
 

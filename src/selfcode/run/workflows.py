@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from selfcode.config import Settings, deep_merge, load_settings, upgrade_stored
-from selfcode.errors import SelfcodeError
+from selfcode.errors import GitError, SelfcodeError
 from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
 from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import OWN_REFS, Archive
@@ -139,7 +139,9 @@ def _reopen(store: GitStore, history: History, archive: Archive, settings: Setti
     previous = _recorded_run(history, run_id)
     if store.remove_run_worktree(run_id):
         observer.event("note", f"Removed the worktree left by interrupted run {run_id}.")
-    worktree = store.open_run(run_id)
+    # A run that made no commit lost its branch at its end; it starts again where it was.
+    committed = any(row.commit_sha for row in history.candidates(run_id))
+    worktree = store.open_run(run_id, base=None if committed else previous.base_commit)
     history.reopen_run(run_id)
     history.set_run_settings(run_id, settings.model_dump(mode="json"))
     for message in reconcile(store, history, archive, run_id, worktree, finish_commits=True):
@@ -191,7 +193,23 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSum
                             opened.wall_before + time.perf_counter() - started, run.ledger)
         run.history.finish_run(run.run_id, status, summary.model_dump())
         run.worktree.remove()
+        if _remove_branch_without_commits(run):
+            summary.branch_removed = True
+            run.history.finish_run(run.run_id, status, summary.model_dump())
     return summary
+
+
+def _remove_branch_without_commits(run: Run) -> bool:
+    """At the end of a run (finished, failed, interrupted or resumed), its branch goes if it
+    has no commit beyond the run's base; the candidates' refs and notes stay, so `show`,
+    `report` and `review` still have everything. True if it went."""
+    recorded = run.history.run(run.run_id)
+    if recorded is None:
+        return False
+    try:
+        return run.store.remove_branch_without_commits(run.run_id, recorded.base_commit)
+    except (GitError, OSError):
+        return False  # an empty branch left behind costs nothing; never fail a run for it
 
 
 def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | None,
