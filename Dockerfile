@@ -9,9 +9,19 @@
 # No code of the target repository goes into the image: trees are copied into a tmpfs per run.
 ARG BASE=python:3.12-slim
 
+# Labels: `selfcode.sandbox` is on every layer of every stage (set first, so a failed build's
+# leftovers carry it too, and constant, so the layer cache holds). `selfcode.build` (one build's
+# id) and `selfcode.state` (the state dir of the repository it is for) end the `deps` stage and
+# the final image: the build removes exactly the untagged `deps` image it leaves behind, and
+# `selfcode sandbox prune` tells a repository's images from another's (sandbox/image.py,
+# sandbox/prune.py). Images without selfcode's labels are never removed.
+ARG SELFCODE_BUILD=""
+ARG SELFCODE_STATE=""
+
 # --- system: git, valgrind, the sandbox user --------------------------------------------------
 FROM ${BASE} AS system
 USER root
+LABEL selfcode.sandbox="1"
 # git and valgrind are installed only when the base lacks them (then Debian's mirror is needed).
 # The root filesystem is read-only in the sandbox, so the standard library is compiled here (some
 # bases ship without .pyc files), or every Python start would compile it again in memory.
@@ -46,6 +56,10 @@ RUN set -eu; \
     PIP_DISABLE_PIP_VERSION_CHECK=1 /opt/venv/bin/pip install --no-cache-dir --no-index \
         --no-deps --find-links /wheelhouse -r /wheelhouse/requirements.txt; \
     /opt/venv/bin/python -c 'import pytest'
+# After the install: a new build id must not cost its cache.
+ARG SELFCODE_BUILD
+ARG SELFCODE_STATE
+LABEL selfcode.build="${SELFCODE_BUILD}" selfcode.state="${SELFCODE_STATE}"
 
 # --- final: system + the venv, no wheelhouse, no repository code ------------------------------
 FROM system
@@ -54,8 +68,12 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     LANG=C.UTF-8 \
     HOME=/home/sandbox \
     PYTHONDONTWRITEBYTECODE=1
+ARG SELFCODE_BUILD
+ARG SELFCODE_STATE
 LABEL org.opencontainers.image.title="selfcode sandbox" \
-      selfcode.sandbox="1"
+      selfcode.sandbox="1" \
+      selfcode.build="${SELFCODE_BUILD}" \
+      selfcode.state="${SELFCODE_STATE}"
 USER 1000:1000
 WORKDIR /work
 CMD ["sleep", "infinity"]

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.text import Text
 
 from selfcode import __version__
 from selfcode.cli.common import (
@@ -44,6 +43,7 @@ from selfcode.cli.common import (
     errors,
 )
 from selfcode.cli.review import review_app
+from selfcode.cli.sandbox import sandbox_app
 from selfcode.config import load_settings
 from selfcode.errors import ConfigError, SelfcodeError
 
@@ -54,7 +54,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-sandbox_app = typer.Typer(help="Build and inspect the sandbox image.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(review_app)
 RUN_INTERRUPTED = ("Interrupted. The current candidate was discarded; everything before it "
@@ -318,22 +317,6 @@ def _doctor_profile(path: Path, sandbox: str | None, json_out: bool) -> Any:
     if not json_out:
         print(hotspot_text(hotspots))
     return hotspots
-
-
-@sandbox_app.command("build")
-def sandbox_build(path: PathArg = Path(".")) -> None:
-    """Build (or find) the sandbox image for a repository, with its dependencies."""
-    with errors():
-        from selfcode.git.store import GitStore
-        from selfcode.sandbox.deps import dependencies_at
-        from selfcode.sandbox.image import ensure_image
-
-        store = GitStore(path)
-        settings = load_settings(store.root)
-        tag = ensure_image(settings.sandbox, store.state_dir(), dependencies_at(store, "HEAD"),
-                           progress=lambda msg: err.print(Text(msg, style="dim"),
-                                                          highlight=False))
-        print(tag)
 
 
 @app.command()

@@ -166,15 +166,21 @@ def _requirements_file(name: str, read: Callable[[str], str | None], names: set[
             (constraints if constraint else reqs).append(entry)
 
 
+def wheelhouse_dir(deps: DependencySet, info: PythonInfo, wheelhouse_root: Path) -> Path:
+    """The folder `build_wheelhouse` keeps the wheels for `deps` on `info`'s Python in (whether
+    or not it exists yet): named by both, so `sandbox prune` can tell which one HEAD needs."""
+    keyed = [_WHEELHOUSE_RECIPE, *deps.requirements, info.key(), "project:" + deps.project]
+    if deps.constraints:
+        keyed += ["-c", *deps.constraints]
+    return wheelhouse_root / hashlib.sha256("\n".join(keyed).encode("utf-8")).hexdigest()[:20]
+
+
 def build_wheelhouse(
     deps: DependencySet, info: PythonInfo, wheelhouse_root: Path, progress: Progress = no_progress
 ) -> Path:
     """Download wheels for `deps` that `info`'s Python accepts; cached by (deps, platform)."""
-    keyed = [_WHEELHOUSE_RECIPE, *deps.requirements, info.key(), "project:" + deps.project]
-    if deps.constraints:
-        keyed += ["-c", *deps.constraints]
-    key = hashlib.sha256("\n".join(keyed).encode("utf-8")).hexdigest()[:20]
-    target = wheelhouse_root / key
+    target = wheelhouse_dir(deps, info, wheelhouse_root)
+    key = target.name
     if (target / ".complete").is_file():
         progress(f"wheelhouse {target} is up to date")
         return target

@@ -13,6 +13,11 @@ The image is tagged `selfcode-sandbox:<hash>`, hash = sha256 of the Dockerfile, 
 name and id, and the target's dependency declarations (a `DependencySet`, read from the run's
 base commit: never from a candidate's files); it is rebuilt only when that tag is missing.
 Every failure is a `SandboxError` whose message says how to fix it.
+
+Every build is labelled (`LABEL_*`, set by the Dockerfile for its stages and by the build for
+the final image) with its own id and the state dir it was built for; when it ends, the untagged
+`deps`-stage image it left behind, found by that id, is removed. `prune.py` reads the same
+labels to remove the images no run of a repository needs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import tarfile
 import tempfile
 import time
@@ -45,6 +51,12 @@ from selfcode.sandbox.deps import (
     no_progress,
 )
 from selfcode.sandbox.engine import docker_client, engine_error, short_error
+from selfcode.sandbox.leftovers import (
+    LABEL_BUILD,
+    LABEL_SANDBOX,
+    LABEL_STATE,
+    remove_build_leftovers,
+)
 
 IMAGE_REPOSITORY = "selfcode-sandbox"
 # Bump when the way the image is assembled changes in a way the Dockerfile's bytes do not show.
@@ -59,6 +71,30 @@ class BuildResult:
     built: bool
     """False when the image already existed and nothing was done."""
     duration: float
+    build_id: str = ""
+    """The build's `selfcode.build` label ("" when nothing was built)."""
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """One build: what goes into it, and the labels and arguments that mark what it makes."""
+
+    dockerfile: Path
+    wheelhouse: Path
+    base_image: str
+    tag: str
+    state_dir: Path
+    build_id: str
+    no_cache: bool = False
+
+    def labels(self) -> dict[str, str]:
+        """The final image's labels (a custom Dockerfile's too, which may not set them)."""
+        return {LABEL_SANDBOX: "1", "selfcode.base": self.base_image,
+                LABEL_BUILD: self.build_id, LABEL_STATE: str(self.state_dir)}
+
+    def buildargs(self) -> dict[str, str]:
+        return {"BASE": self.base_image, "SELFCODE_BUILD": self.build_id,
+                "SELFCODE_STATE": str(self.state_dir)}
 
 
 # Runs inside the base image with its own python3; stdlib (and pip's vendored packaging) only.
@@ -211,13 +247,20 @@ def ensure_image(
                 "existing image."
             )
         return config.image
+    base = base_image_of(config, client, progress)
+    return build_image(deps, state_dir, base, client=client, progress=progress).tag
+
+
+def base_image_of(config: SandboxConfig, client: docker.DockerClient,
+                  progress: Progress = no_progress) -> str:
+    """The base image a build for `config` starts from."""
     base = config.base_image
     if base == DEFAULT_BASE and not _image_exists(client, base) and _image_exists(
             client, OFFLINE_BASE):
         # An air-gapped machine that ran sandbox/bootstrap-base.sh has no use for a pull.
         progress(f"{base} is not present; using the offline base image {OFFLINE_BASE}")
         base = OFFLINE_BASE
-    return build_image(deps, state_dir, base, client=client, progress=progress).tag
+    return base
 
 
 def build_image(
@@ -252,38 +295,35 @@ def build_image(
 
     wheelhouse = build_wheelhouse(deps, info, state_dir / "wheelhouse", progress)
     progress(f"building {tag} from {base_image}")
-    _build(client, dockerfile, wheelhouse, base_image, tag, progress, no_cache=no_cache)
+    recipe = _Recipe(dockerfile, wheelhouse, base_image, tag, state_dir.resolve(),
+                     f"{tag.rpartition(':')[2]}-{secrets.token_hex(4)}", no_cache)
+    try:
+        _build(client, recipe, progress)
+    finally:
+        remove_build_leftovers(client, recipe.build_id, progress)
     duration = time.monotonic() - start
     progress(f"built {tag} in {duration:.1f}s")
-    return BuildResult(tag, built=True, duration=duration)
+    return BuildResult(tag, built=True, duration=duration, build_id=recipe.build_id)
 
 
-def _build(
-    client: docker.DockerClient,
-    dockerfile: Path,
-    wheelhouse: Path,
-    base_image: str,
-    tag: str,
-    progress: Progress,
-    *,
-    no_cache: bool = False,
-) -> None:
+def _build(client: docker.DockerClient, recipe: _Recipe, progress: Progress) -> None:
     log: list[str] = []
+    tag = recipe.tag
     with tempfile.TemporaryFile() as context:
-        _write_context(context, dockerfile, wheelhouse)
+        _write_context(context, recipe.dockerfile, recipe.wheelhouse)
         context.seek(0)
         try:
             stream: Iterable[dict[str, Any]] = client.api.build(
                 fileobj=context,
                 custom_context=True,
                 tag=tag,
-                buildargs={"BASE": base_image},
+                buildargs=recipe.buildargs(),
                 pull=False,
-                nocache=no_cache,
+                nocache=recipe.no_cache,
                 rm=True,
                 forcerm=True,
                 decode=True,
-                labels={"selfcode.sandbox": "1", "selfcode.base": base_image},
+                labels=recipe.labels(),
                 timeout=3600,
             )
             for chunk in stream:
