@@ -336,3 +336,20 @@ def test_one_instruction_count_each_is_stated_with_why_it_suffices_not_plotted()
     assert "an instruction count is deterministic" in md and "┃" not in md
     html = render_html(view)
     assert "an instruction count is deterministic" in html and "<svg" not in html
+
+
+@pytest.mark.parametrize(("known", "spend"), [(True, "spent $0.0123, 1100 tokens"),
+                                              (False, "spent $0.0123 (some unpriced), 1100 tokens")])
+def test_the_live_spend_says_when_the_cost_is_unknown(known: bool, spend: str) -> None:
+    import io
+
+    from rich.console import Console
+
+    from selfcode.report.console import ConsoleObserver
+    from selfcode.report.units import fmt_cost
+
+    observer = ConsoleObserver(Console(file=io.StringIO()))
+    observer.event("spend", fmt_cost(0.0123, known), tokens=1100)
+    assert observer.spend == spend
+    observer.event("spend", fmt_cost(0.0, False), tokens=1100)
+    assert observer.spend == "unpriced, 1100 tokens"

@@ -67,8 +67,9 @@ class ConsoleObserver:
         match kind:
             case "phase":
                 self._show_phase(message)
-            case "spend":
-                self.spend = f"spent {message}, {data.get('tokens', 0)} tokens"
+            case "spend":  # "$0.0123", "$0" or "unpriced" (report/units.py: fmt_cost)
+                spent = f"spent {message}" if message.startswith("$") else message
+                self.spend = f"{spent}, {data.get('tokens', 0)} tokens"
             case "repair":
                 first = message.strip().splitlines()[0] if message.strip() else message
                 self.console.print(f"  [yellow]↻ candidate {self.n}: reply unusable, asking "

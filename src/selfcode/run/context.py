@@ -17,6 +17,7 @@ from selfcode.git.store import GitStore
 from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import History
 from selfcode.llm import Reply
+from selfcode.report.units import fmt_cost
 from selfcode.run.events import Observer
 from selfcode.run.ledger import Ledger
 
@@ -46,5 +47,6 @@ class Run:
         warning = self.ledger.unenforced() if first_unpriced else None
         if warning:
             self.observer.event("warning", warning)
-        self.observer.event("spend", f"${self.ledger.cost_usd:.4f}", cost=self.ledger.cost_usd,
+        spent = fmt_cost(self.ledger.cost_usd, known=not self.ledger.unpriced)
+        self.observer.event("spend", spent, cost=self.ledger.cost_usd,
                             tokens=self.ledger.tokens)
