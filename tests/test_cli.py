@@ -203,17 +203,17 @@ def test_errors_keep_their_exit_code_interrupts_are_130_and_bugs_say_so(monkeypa
         exit_code = 7
 
     def raising(exc: BaseException):
-        def run_checks(*_args: object, **_kwargs: object) -> None:
+        def diagnose(*_args: object, **_kwargs: object) -> None:
             raise exc
-        return run_checks
+        return diagnose
 
-    monkeypatch.setattr(selfcode.doctor, "run_checks", raising(Refused("No [/x] today.")))
+    monkeypatch.setattr(selfcode.doctor, "diagnose", raising(Refused("No [/x] today.")))
     result = runner.invoke(app, ["doctor"])
     assert (result.exit_code, result.stderr.strip()) == (7, "error: No [/x] today.")
-    monkeypatch.setattr(selfcode.doctor, "run_checks", raising(KeyboardInterrupt()))
+    monkeypatch.setattr(selfcode.doctor, "diagnose", raising(KeyboardInterrupt()))
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 130 and "Interrupted" in result.stderr
-    monkeypatch.setattr(selfcode.doctor, "run_checks", raising(ZeroDivisionError("[bold]x")))
+    monkeypatch.setattr(selfcode.doctor, "diagnose", raising(ZeroDivisionError("[bold]x")))
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     line = result.stderr.strip()

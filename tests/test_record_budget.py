@@ -362,8 +362,9 @@ def test_doctor_tells_reachable_but_failing_from_unreachable(
     check = endpoint(run_checks(tmp_path, environ={}, settings=settings))
     assert check.ok is False  # type: ignore[attr-defined]
     detail = check.detail  # type: ignore[attr-defined]
-    assert "is reachable, but the request failed" in detail and "HTTP 404" in detail
-    assert "models: gpt-4o-mini, llama3.2 (nope is not among them)" in detail
+    assert "is reachable" in detail and "but the request failed" in detail
+    assert "HTTP 404" in detail
+    assert "(models: gpt-4o-mini, llama3.2; nope is not among them)" in detail
 
 
 def test_doctor_without_any_endpoint_says_it_is_not_configured(tmp_path: Path) -> None:

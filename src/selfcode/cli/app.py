@@ -278,7 +278,18 @@ def _best_backend() -> str:
     return "local"
 
 
-@app.command()
+DOCTOR_HELP = """Check that `selfcode improve` will work here, before any model is paid.
+
+The machine (git, Python, the Docker engine and base image), the model endpoint (a one-token
+request), and the repository as a run sees it: HEAD, its benchmarks committed, its dependency
+declarations; then HEAD in the sandbox: install, the tests once, each benchmark's metric, and
+an estimate of the time per candidate. Takes tens of seconds; progress on stderr.
+
+Exit 0 when everything improve needs works, 1 when a check failed (each says the next step),
+2 for unusable input (no git repository, a configuration that does not load)."""
+
+
+@app.command(help=DOCTOR_HELP)
 def doctor(
     json_out: JsonOpt = False,
     path: PathArg = Path("."),
@@ -286,37 +297,36 @@ def doctor(
         "--profile", help="Also profile the benchmarks in the sandbox and print where their "
         "time goes: the functions selfcode will aim the model at.")] = False,
     sandbox: SandboxOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    timeout: TimeoutOpt = None,
 ) -> None:
-    """Check git, Python, the Docker engine, the base image and the model endpoint."""
+    """Check that improve will work (help: DOCTOR_HELP)."""
     with errors():
-        from selfcode.doctor import run_checks
+        from selfcode.doctor import diagnose
+        from selfcode.prompt.profile import hotspot_text
+        from selfcode.report.console import ConsoleObserver
 
-        checks = run_checks(path)
-        if not json_out:
-            for check in checks:
-                mark = "[green]ok[/]  " if check.ok else "[red]fail[/]"
-                err.print(f"{mark} {escape(check.name)}: {escape(check.detail)}",
-                          highlight=False)
-        hotspots = _doctor_profile(path, sandbox, json_out) if profile else None
+        overrides = _overrides(llm__base_url=base_url, llm__model=model,
+                               sandbox__backend=sandbox, sandbox__timeout=timeout)
+        with ConsoleObserver(err) as observer:
+            result = diagnose(path, overrides, observer, report=_print_check, profile=profile)
         if json_out:
-            doc: Any = [c.model_dump() for c in checks]
-            if hotspots is not None:
-                doc = {"checks": doc, "profile": hotspots.model_dump()}
-            print(json.dumps(doc, indent=2))
-        raise typer.Exit(0 if all(c.ok or not c.required for c in checks) else 1)
+            print(result.model_dump_json(indent=2))
+        elif result.profile is not None:
+            print(hotspot_text(result.profile))
+        failed = [c.name for c in result.checks if c.failed]
+        err.print("Ready: selfcode improve has what it needs." if not failed else
+                  f"Not ready: {len(failed)} check(s) failed ({', '.join(failed)}); fix "
+                  "them as said above and run selfcode doctor again.",
+                  highlight=False, markup=False)
+        raise typer.Exit(result.exit_code)
 
 
-def _doctor_profile(path: Path, sandbox: str | None, json_out: bool) -> Any:
-    from selfcode.doctor import profile_repository
-    from selfcode.prompt.profile import hotspot_text
-    from selfcode.report.console import ConsoleObserver
-
-    settings = load_settings(path, _overrides(sandbox__backend=sandbox))
-    with ConsoleObserver(err) as observer:
-        hotspots = profile_repository(path, settings, observer)
-    if not json_out:
-        print(hotspot_text(hotspots))
-    return hotspots
+def _print_check(check: Any) -> None:
+    mark = ("[green]ok[/]  " if check.ok else "[red]fail[/]" if check.required
+            else "[yellow]warn[/]")
+    err.print(f"{mark} {escape(check.name)}: {escape(check.detail)}", highlight=False)
 
 
 @app.command()

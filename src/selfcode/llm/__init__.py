@@ -24,7 +24,7 @@ from selfcode.llm.prices import PRICES, cost_of
 from selfcode.llm.protocol import LLM, Message, Reply, Usage
 from selfcode.llm.recording import RecordingLLM
 from selfcode.llm.replay import ReplayDiverged, ReplayExhausted, ReplayLLM
-from selfcode.llm.retry import ContextLengthError, EndpointUnreachable
+from selfcode.llm.retry import ContextLengthError, EndpointUnreachable, RetriesExhausted
 
 __all__ = [
     "LLM",
@@ -39,6 +39,7 @@ __all__ = [
     "ReplayExhausted",
     "ReplayLLM",
     "Reply",
+    "RetriesExhausted",
     "Usage",
     "cost_of",
     "make_llm",

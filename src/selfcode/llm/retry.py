@@ -29,6 +29,7 @@ __all__ = [
     "ContextLengthError",
     "EndpointUnreachable",
     "Retrier",
+    "RetriesExhausted",
     "Retryable",
     "retryable_status",
     "shrink_factor",
@@ -50,7 +51,16 @@ class ContextLengthError(LLMError):
         self.factor = factor
 
 
-class EndpointUnreachable(LLMError):
+class RetriesExhausted(LLMError):
+    """Every attempt failed in a way worth another try (429, 5xx, no answer); `problem` is the
+    last failure's phrase ("rate limited, HTTP 429: ..."), for callers that word it themselves."""
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+class EndpointUnreachable(RetriesExhausted):
     """No answer at all: the connection failed or timed out on every attempt."""
 
 
@@ -180,11 +190,12 @@ class Retrier:
             except Retryable as failure:
                 if index >= max_retries:
                     tries = "attempt" if stats.attempts == 1 else "attempts"
-                    error = EndpointUnreachable if failure.unreachable else LLMError
+                    error = EndpointUnreachable if failure.unreachable else RetriesExhausted
                     raise error(
                         f"The model endpoint at {endpoint} failed to {what} after "
                         f"{stats.attempts} {tries} ({failure.problem}); check that it is running "
-                        "and reachable, or try again later."
+                        "and reachable, or try again later.",
+                        problem=failure.problem,
                     ) from None
                 wait = self.backoff(index, failure.retry_after)
                 if self._on_retry is not None:
