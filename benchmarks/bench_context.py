@@ -7,7 +7,7 @@ other hotspots, imports, the benchmarks), targets.py (`targets_of` over a profil
 `sections()` per candidate, a trim after a context overflow.
 
 Why this size: a large library (3,000 modules in 30 packages plus tests, docs and examples,
-3,400 files, with five 14 kB hot modules) is where the per-candidate costs show: the map filters
+3,400 files, with five 15 kB hot modules) is where the per-candidate costs show: the map filters
 and sorts every path of the tree for every candidate, imports are followed through relative
 and absolute imports, and large hot files are cut into excerpts by the AST. A run judged by
 speed (four candidates aimed at targets, the last one trimmed) and one judged by its tests
