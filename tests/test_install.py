@@ -8,6 +8,7 @@ sealed tree is compiled by the judge with checked hashes, so a shipped .pyc neve
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import py_compile
 import re
@@ -95,6 +96,8 @@ def test_console_scripts_and_metadata_work_at_baseline_and_for_a_candidate(box: 
     trees = Trees(box, timeout=120)
     trees.load_baseline(tar_bytes(dict(GREET)))
     assert trees.install_seconds is not None and trees.install_seconds > 0
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution("greet")  # nothing went into selfcode's environment
     assert trees.run_tests("a").outcomes == BOTH_PASS
     same = trees.apply(diff_of("src/greet/cli.py", CLI, CLI.replace("print(", "print(*[")
                                .replace("))", ")])")))

@@ -7,7 +7,10 @@ candidate can forge the judge's report, do work where the meters do not look, an
 wherever the user can write. The harness still does what it can: fresh trees, emptied home and
 temporary directories, its own descendants found and killed, their CPU time counted. Peak
 memory stays the largest ru_maxrss of one process (the docker sandbox samples its memory cgroup
-for the whole process tree, sandbox/selfcode_memory.py).
+for the whole process tree, sandbox/selfcode_memory.py). Trees are installed as in the docker
+sandbox (sandbox/selfcode_install.py), with `pip install --target` into this sandbox's own
+directory and this Python's build backend (setuptools is a dependency of selfcode for that;
+others must be installed beside it): nothing is installed into the user's environment.
 """
 
 from __future__ import annotations
