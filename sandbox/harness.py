@@ -150,7 +150,11 @@ def cmd_tests(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
         "duration": result.wall,
         "collected": None if tampered else stream.collected,
         "outcomes": None if tampered else stream.outcomes(),
-        "junit_cases": None if junit is None else len(junit),
+        "junit_cases": None if junit is None else junit.cases,
+        "skipped_modules": [] if tampered else
+        [c.nodeid for c in stream.collectors if c.outcome == "skipped"],
+        "collection_errors": {} if tampered else
+        {c.nodeid: c.message for c in stream.collectors if c.outcome == "failed"},
         "tampered": tampered,
         "leftover_processes": result.leftovers,
         "output_tail": result.stdout[-TAIL_BYTES:].decode("utf-8", "replace"),

@@ -7,7 +7,9 @@ session) is not tampering; the host rejects it too, as a run with no usable repo
 
 Tests: the plugin streams what pytest collected, every phase report and the session's exit
 status through a pipe the harness created (appended to, never rewritten); pytest's own JUnit
-file must agree with it, and the process's exit code with the status pytest reported.
+file must agree with it, and the process's exit code with the status pytest reported. Collectors
+that were skipped (a module-level `pytest.importorskip`) or failed (an import error) come first:
+they have no test ids, but JUnit writes a case for each, so they are checked against it too.
 
 Instructions: valgrind logs every traced process into one pipe of the judge, each line prefixed
 with its `==PID==`. With `-v` a forked child logs as soon as it starts, so every process that ran
@@ -24,6 +26,8 @@ from typing import NamedTuple
 
 PHASES = ("setup", "call", "teardown")
 REPORT_OUTCOMES = ("passed", "failed", "skipped", "rerun")
+# What JUnit writes for a collector the stream reports as skipped or failed.
+COLLECTOR_JUNIT = {"skipped": "skipped", "failed": "error"}
 
 
 def junit_key(nodeid: str) -> str:
@@ -35,7 +39,14 @@ def junit_key(nodeid: str) -> str:
     return ".".join(names)
 
 
-def parse_junit(data: bytes | None) -> dict[str, str] | None:
+class Junit(NamedTuple):
+    outcomes: dict[str, str]
+    """Outcome by classname.name (`junit_key`); the last case wins where two share one."""
+    cases: int
+    """How many <testcase> elements the file has."""
+
+
+def parse_junit(data: bytes | None) -> Junit | None:
     if data is None:
         return None
     import xml.etree.ElementTree as ET  # only the tests command needs it: starts stay quick
@@ -45,7 +56,9 @@ def parse_junit(data: bytes | None) -> dict[str, str] | None:
     except ET.ParseError:
         return None
     outcomes: dict[str, str] = {}
+    cases = 0
     for case in root.iter("testcase"):
+        cases += 1
         key = f"{case.get('classname', '')}.{case.get('name', '')}".lstrip(".")
         outcome = "passed"
         for child in case:
@@ -55,11 +68,20 @@ def parse_junit(data: bytes | None) -> dict[str, str] | None:
             if child.tag == "skipped":
                 outcome = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
         outcomes[key] = outcome
-    return outcomes
+    return Junit(outcomes, cases)
+
+
+class Collector(NamedTuple):
+    """A collector (module, package, directory) that was skipped or failed while collecting."""
+
+    nodeid: str
+    outcome: str  # skipped / failed
+    message: str
 
 
 class Stream:
     def __init__(self) -> None:
+        self.collectors: list[Collector] = []
         self.collected: list[str] | None = None
         self.phases: dict[str, dict[str, tuple[str, bool]]] = {}
         self.failed_subtests: set[str] = set()
@@ -110,6 +132,8 @@ def _take(stream: Stream, record: dict[str, object]) -> str | None:
     kind = record.get("t")
     if stream.exit_status is not None:
         return "a record after the end of the session"
+    if kind == "collect":
+        return _take_collector(stream, record)
     if kind == "collected":
         ids = record.get("ids")
         if stream.collected is not None or not isinstance(ids, list) \
@@ -123,6 +147,16 @@ def _take(stream: Stream, record: dict[str, object]) -> str | None:
         stream.exit_status = int(record["exit"])  # type: ignore[call-overload]
         return None
     return f"an unexpected record ({str(kind)[:40]})"
+
+
+def _take_collector(stream: Stream, record: dict[str, object]) -> str | None:
+    nodeid, outcome, message = record.get("id"), record.get("outcome"), record.get("message")
+    # Collection ends before the collected ids are sent: a collector reported later is forged.
+    if stream.collected is not None or not isinstance(nodeid, str) \
+            or outcome not in COLLECTOR_JUNIT or not isinstance(message, str):
+        return "a malformed or late collection report"
+    stream.collectors.append(Collector(nodeid, str(outcome), message[:300]))
+    return None
 
 
 def _take_report(stream: Stream, record: dict[str, object]) -> str | None:
@@ -144,7 +178,7 @@ def _take_report(stream: Stream, record: dict[str, object]) -> str | None:
     return None
 
 
-def cross_check(stream: Stream, junit: dict[str, str] | None, exit_code: int) -> str | None:
+def cross_check(stream: Stream, junit: Junit | None, exit_code: int) -> str | None:
     """Why the stream, pytest's JUnit file and its exit code do not tell one story, or None."""
     outcomes = stream.outcomes()
     if outcomes is None:
@@ -154,12 +188,14 @@ def cross_check(stream: Stream, junit: dict[str, str] | None, exit_code: int) ->
                 "the end of its session")
     if junit is None:
         return "pytest's JUnit report is missing or unreadable after a complete session"
-    keys = Counter(junit_key(nodeid) for nodeid in outcomes)
-    for nodeid, outcome in outcomes.items():
+    expected = {**outcomes, **{c.nodeid: COLLECTOR_JUNIT[c.outcome] for c in stream.collectors}}
+    keys = Counter(junit_key(nodeid) for nodeid in [*outcomes, *(c.nodeid for c in
+                                                                  stream.collectors)])
+    for nodeid, outcome in expected.items():
         key = junit_key(nodeid)
-        if keys[key] == 1 and junit.get(key, "missing") != outcome:
-            return (f"the JUnit report says {junit.get(key, 'missing')} for {nodeid[:200]}, "
-                    f"the test stream {outcome}")
+        said = junit.outcomes.get(key, "missing")
+        if keys[key] == 1 and said != outcome:
+            return f"the JUnit report says {said} for {nodeid[:200]}, the test stream {outcome}"
     return None
 
 

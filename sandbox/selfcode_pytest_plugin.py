@@ -1,9 +1,11 @@
 """Loaded into the judged pytest run by selfcode's harness: streams the run to the harness.
 
 The harness passes the write end of a pipe it created (its fd number in SELFCODE_STREAM_FD).
-One JSON line per event, written as it happens: the ids pytest collected, every phase report,
-and the session's exit status. A pipe is only ever appended to: what a test wrote into it
-earlier cannot be rewritten later, and the harness checks pytest's JUnit file against it.
+One JSON line per event, written as it happens: every collector that was skipped or failed
+(a module-level skip, an import error: JUnit writes a case for each), the ids pytest collected,
+every phase report, and the session's exit status. A pipe is only ever appended to: what a
+test wrote into it earlier cannot be rewritten later, and the harness checks pytest's JUnit
+file against it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ def pytest_configure(config: Any) -> None:
     if raw.isdigit():
         _fd = int(raw)
         os.set_inheritable(_fd, False)  # the tests' subprocesses get no copy of it
+
+
+def pytest_collectreport(report: Any) -> None:
+    if report.outcome == "passed":
+        return
+    lines = [line.strip() for line in str(report.longreprtext).splitlines() if line.strip()]
+    message = lines[-1].removeprefix("E ").strip() if lines else ""
+    _send({"t": "collect", "id": report.nodeid, "outcome": report.outcome,
+           "message": message[:300]})
 
 
 def pytest_collection_finish(session: Any) -> None:

@@ -105,3 +105,18 @@ atexit.register(forge)
 def test_ok():
     assert False
 '''
+
+
+def own_dependencies_pyproject(name: str, extra: str = "") -> str:
+    """A pyproject.toml for target `name` declaring exactly what selfcode's own declares, so
+    the session's sandbox image (built from those) serves it and no test downloads anything;
+    `extra` (more TOML tables) is appended."""
+    import json
+    import tomllib
+
+    own = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text("utf-8"))
+    project = own["project"]
+    return (f'[project]\nname = "{name}"\nversion = "0.1.0"\n'
+            f"dependencies = {json.dumps(project['dependencies'])}\n\n"
+            "[project.optional-dependencies]\n"
+            f"test = {json.dumps(project['optional-dependencies']['test'])}\n\n{extra}")

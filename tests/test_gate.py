@@ -4,7 +4,13 @@ from selfcode.gate.benchrules import judge_instructions, judge_time
 from selfcode.gate.config import GateConfig
 from selfcode.gate.probes import context_probes
 from selfcode.gate.protected import protected_violations
-from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
+from selfcode.gate.testrules import (
+    baseline_problem,
+    differs_by_side,
+    fix_reason,
+    flaky_tests,
+    judge_tests,
+)
 from selfcode.sandbox.results import BenchOutput, BenchSamples, TestsRun
 
 IDS = ["t.py::a", "t.py::b", "t.py::c"]
@@ -15,7 +21,7 @@ def run(outcomes: dict[str, str], exit_code: int | None = None, **kw) -> TestsRu
     return TestsRun(
         exit_code=(1 if failing else 0) if exit_code is None else exit_code,
         timed_out=False, duration=1.0, collected=list(outcomes), outcomes=outcomes,
-        junit_cases=len(outcomes), **kw)
+        **{"junit_cases": len(outcomes), **kw})
 
 
 BASE = run({"t.py::a": "passed", "t.py::b": "passed", "t.py::c": "failed"})
@@ -166,3 +172,61 @@ def test_context_probes_ignore_removed_lines_but_not_other_files():
     assert context_probes("--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-sys.argv\n+pass\n") == []
     # Every file is scanned now: a .pth, a .cfg or a doctest in prose can run code too.
     assert context_probes(diff_adding("uses sys.argv", path="docs/notes.md")) == ["sys.argv"]
+
+
+# --- the baseline is held to the candidate's rules, and more (issue 15) ----------------------
+
+PASSING = dict.fromkeys(IDS, "passed")
+
+
+@pytest.mark.parametrize("baseline, goal, problem", [
+    (run(PASSING), "speed", None),
+    (run({**PASSING, "t.py::c": "failed"}), "speed", None),
+    # Modules skipped at import: no test ids, one JUnit case each, on both sides alike.
+    (run(PASSING, junit_cases=5, skipped_modules=["t2.py", "sub"]), "speed", None),
+    (run(PASSING, junit_cases=5), "speed", "the JUnit report has 5 cases but pytest ran 3 tests"),
+    (run(PASSING, junit_cases=3, skipped_modules=["t2.py"]), "speed",
+     "but pytest ran 3 tests and 1 modules skipped at import"),
+    # A collection error interrupts the session: every collected test "missing", exit code 2.
+    (run(dict.fromkeys(IDS, "missing"), exit_code=2, junit_cases=1,
+         collection_errors={"t0.py": "DeprecationWarning: old"}), "speed",
+     "pytest could not collect: t0.py (DeprecationWarning: old)"),
+    (run({**PASSING, "t.py::c": "missing"}, exit_code=1, junit_cases=2), "speed",
+     "1 of the 3 collected tests never ran"),
+    (run(dict.fromkeys(IDS, "error"), junit_cases=3), "speed", "none of its 3 tests passes"),
+    (run(dict.fromkeys(IDS, "failed")), "metric", "none of its 3 tests passes"),
+    (run(dict.fromkeys(IDS, "failed")), "fix", None),  # every test failing can be the point
+    (run({}, exit_code=5), "fix", "pytest collected no test"),
+    (run(PASSING, exit_code=1), "speed", "pytest exited with code 1"),
+    (TestsRun(exit_code=4, timed_out=False, duration=0.1), "speed", "no usable report"),
+    (TestsRun(exit_code=-9, timed_out=True, duration=9.0), "fix", "timed out"),
+])
+def test_a_baseline_is_judged_as_strictly_as_a_candidate(baseline, goal, problem):
+    found = baseline_problem(baseline, goal)
+    assert (found is None) if problem is None else (problem in (found or "")), found
+    if problem and "JUnit" in problem:  # the same rule rejects such a candidate
+        _, reasons = judge_tests(run(PASSING), baseline)
+        assert any(problem in r for r in reasons), reasons
+
+
+def test_tests_skipped_at_import_by_the_candidate_are_newly_skipped_not_hidden():
+    base = run({"tests/test_a.py::x": "passed", "tests/test_a.py::y": "failed",
+                "tests/sub/test_b.py::z": "passed", "tests/test_c.py::w": "passed"})
+    cand = run({"tests/test_c.py::w": "passed"}, junit_cases=3,
+               skipped_modules=["tests/test_a.py", "tests/sub"])
+    verdict, reasons = judge_tests(base, cand)
+    assert verdict.newly_skipped == ["tests/sub/test_b.py::z", "tests/test_a.py::x"]
+    assert verdict.lost == [] and reasons == [
+        "newly skipped: tests/sub/test_b.py::z, tests/test_a.py::x"]
+    # Skipped modules the baseline skipped too change nothing.
+    same, reasons = judge_tests(cand, cand)
+    assert reasons == [] and same.newly_skipped == []
+
+
+def test_tests_that_differ_by_side_are_those_steady_on_each_side_and_different():
+    a = run({"t.py::a": "passed", "t.py::b": "failed", "t.py::c": "passed"})
+    b = run({"t.py::a": "passed", "t.py::b": "passed", "t.py::c": "failed"})
+    flaky = run({"t.py::a": "passed", "t.py::b": "failed", "t.py::c": "failed"})
+    assert differs_by_side([a, a], [b]) == ["t.py::b", "t.py::c"]
+    assert differs_by_side([a, flaky], [b]) == ["t.py::b"]  # t.py::c varies on the baseline
+    assert differs_by_side([a], []) == [] and differs_by_side([a, a], [a]) == []

@@ -16,8 +16,11 @@ from selfcode.sandbox.trees import Trees
 from repos import make_repo, unified_diff
 
 LIB = "def double(x):\n    return x + x + 1\n\n\ndef score():\n    return 10\n"
-TESTS = ("from lib import double\n\n\ndef test_double():\n    assert double(2) == 4\n\n\n"
-         "def test_zero():\n    assert double(0) == 0\n")
+# Both tests of double() fail at baseline; test_score passes (a baseline where nothing passes
+# is judged only for fixes: under the other judges nothing would protect behaviour).
+TESTS = ("from lib import double, score\n\n\ndef test_double():\n    assert double(2) == 4\n\n\n"
+         "def test_zero():\n    assert double(0) == 0\n\n\ndef test_score():\n"
+         "    assert score() > 0\n")
 SCORE = "from lib import score\nprint(score())\n"
 
 

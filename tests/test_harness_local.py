@@ -28,7 +28,7 @@ from repos import (
 
 # The harness's own modules (stdlib only), for its evidence rules.
 sys.path.insert(0, str(harness_dir()))
-from selfcode_evidence import count_instructions, parse_stream
+from selfcode_evidence import Junit, count_instructions, cross_check, parse_stream
 
 
 @pytest.fixture
@@ -220,6 +220,36 @@ def test_test_streams_are_append_only_stories():
     assert "malformed report" in (parse_stream(early).problem or "")
     assert parse_stream(good.splitlines(True)[0]).outcomes() is None  # never finished: lost
 
+
+
+def test_collectors_skipped_or_failed_are_streamed_before_collection_and_match_junit():
+    records = (b'{"t":"collect","id":"t2.py","outcome":"skipped","message":"no numpy"}\n'
+               b'{"t":"collected","ids":["t.py::a"]}\n'
+               b'{"t":"report","id":"t.py::a","when":"call","outcome":"passed","xfail":false}\n'
+               b'{"t":"finish","exit":0}\n')
+    stream = parse_stream(records)
+    assert stream.problem is None and [c.nodeid for c in stream.collectors] == ["t2.py"]
+    junit = Junit({"t.a": "passed", "t2": "skipped"}, 2)
+    assert cross_check(stream, junit, 0) is None
+    # JUnit calling the skipped module an error, or missing it, is not the same story.
+    assert "says error for t2.py" in (cross_check(stream, Junit({"t.a": "passed", "t2": "error"},
+                                                                2), 0) or "")
+    assert "says missing for t2.py" in (cross_check(stream, Junit({"t.a": "passed"}, 1), 0) or "")
+    # A collector reported after collection ended was not reported by pytest.
+    late = records.replace(b'{"t":"finish"', b'{"t":"collect","id":"t3.py","outcome":"skipped",'
+                                             b'"message":""}\n{"t":"finish"')
+    assert "late collection report" in (parse_stream(late).problem or "")
+    assert "malformed" in (parse_stream(records.replace(b'"skipped"', b'"passed"')).problem or "")
+
+
+def test_a_module_skipped_at_import_is_reported_and_counted(tmp_path):
+    optional = "import pytest\n\npytest.importorskip('not_installed_anywhere')\n"
+    with LocalSandbox(harness_dir()) as sandbox:
+        t = Trees(sandbox, timeout=60)
+        t.load_baseline(tar_of({**SMALL_REPO, "tests/test_optional.py": optional}))
+        run = t.run_tests("a")
+    assert run.skipped_modules == ["tests/test_optional.py"] and run.collection_errors == {}
+    assert run.collected is not None and len(run.collected) == 6 and run.junit_cases == 7
 
 
 STREAM_AT_EXIT = '''import atexit, os, stat

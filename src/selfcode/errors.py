@@ -39,6 +39,15 @@ class SandboxBroken(SandboxError):
     """
 
 
+class BaselineError(SelfcodeError):
+    """The baseline cannot be judged against: its own tests give no clean, trustworthy report
+    in the sandbox (collection errors, nothing passing, a report that contradicts itself).
+
+    Raised before calibration and before any model request: every candidate would otherwise
+    be judged against a broken run.
+    """
+
+
 class JudgeReportError(SandboxError):
     """The harness's report was forged, inconsistent or lost: the candidate is rejected.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -212,6 +213,7 @@ def eval_(
     json_out: JsonOpt = False,
 ) -> None:
     """Judge one patch (help: EVAL_HELP)."""
+    started = time.perf_counter()  # the verdict's timings count from here
     with errors():
         from selfcode.report.console import ConsoleObserver, print_verdict
         from selfcode.run.workflows import eval_patch
@@ -226,7 +228,7 @@ def eval_(
                                                   gate__allow_judge_edits=allow_judge_edits
                                                   or None))
         with ConsoleObserver(err) as observer:
-            verdict = eval_patch(path, diff, settings, observer)
+            verdict = eval_patch(path, diff, settings, observer, started=started)
         if json_out:
             print(verdict.model_dump_json(indent=2))
         else:

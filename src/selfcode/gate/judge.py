@@ -1,48 +1,47 @@
 """Judges candidate patches against one baseline inside one sandbox.
 
-This is where the pieces meet: the patch is checked against the policy and the protected
-paths, applied inside the sandbox, run through the frozen harness, and the gate decides.
+This is where the pieces meet: the patch is read on the host (gate/police.py: the policy,
+git's reading, the protected paths), applied inside the sandbox, run through the frozen
+harness, and the gate decides. The baseline is held to the rules a candidate is: one whose own
+tests give no clean report stops the run before calibration and before any model request.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import secrets
 import shlex
-import tarfile
 import time
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 
-from selfcode.edits import DiffFile, PathPolicy, diff_stats, parse_unified_diff
 from selfcode.errors import (
+    BaselineError,
     ConfigError,
-    EditError,
     JudgeReportError,
-    PolicyError,
     SandboxBroken,
     SandboxError,
 )
 from selfcode.gate.canary import Corpus, failure_reason, load_corpus, outcome, read_verdict
 from selfcode.gate.canary import summarize as summarize_canary
 from selfcode.gate.config import GateConfig
-from selfcode.gate.equivalence import Plan, plan, python_sources
+from selfcode.gate.equivalence import Plan
 from selfcode.gate.equivalence import reasons as equivalence_reasons
-from selfcode.gate.gitpatch import GitBaseline, GitReading
 from selfcode.gate.measure import Calibration, calibrate, measure
 from selfcode.gate.metric import judge_metric
-from selfcode.gate.paths import lookalike_violations
-from selfcode.gate.probes import context_probes
-from selfcode.gate.protected import protected_violations
-from selfcode.gate.shadowing import shadowing_violations
-from selfcode.gate.testrules import fix_reason, flaky_tests, judge_tests
+from selfcode.gate.police import Police, judge_goal, make_verdict
+from selfcode.gate.testrules import (
+    baseline_refusal,
+    differs_by_side,
+    fix_reason,
+    flaky_tests,
+    judge_tests,
+)
 from selfcode.gate.verdict import (
     BenchVerdict,
     CanaryVerdict,
     Counterexample,
     EquivalenceVerdict,
-    Goal,
     PatchSummary,
     TestsVerdict,
     Verdict,
@@ -85,34 +84,34 @@ class Judge:
         progress: Progress = lambda _msg: None,
         sandbox_start: float = 0.0,
         reopen: Callable[[], Sandbox] | None = None,
+        setup: dict[str, float] | None = None,
+        police: Police | None = None,
     ) -> None:
         """`reopen` opens a fresh sandbox, for when a candidate has broken the current one;
-        without it a broken sandbox stays broken and the next command says so."""
+        without it a broken sandbox stays broken and the next command says so. `setup`: the
+        seconds spent before this judge existed, by step (image, sandbox_start), charged to
+        its first verdict; `police`: the host's reading of the baseline, if already made."""
         self.trees = trees
         self.config = config
         self.benchmarks = benchmarks
         self.progress = progress
-        self.sandbox_start = sandbox_start
-        self.goal: Goal = (
-            config.judge if config.judge != "auto" else ("speed" if benchmarks else "fix")
-        )
-        if self.goal == "metric" and not config.metric_command:
-            raise ConfigError("The judge 'metric' needs [tool.selfcode.gate] metric_command, a "
-                              "command that prints one JSON number.")
+        self.goal = judge_goal(config, benchmarks)
+        # Seconds the user waited that no verdict has shown yet, by step.
+        self._setup: dict[str, float] = {"sandbox_start": sandbox_start, **(setup or {})}
         if config.allow_judge_edits and not config.canary:
             raise ConfigError("--allow-judge-edits needs a canary corpus ([tool.selfcode.gate] "
                               "canary), which proves each candidate's own judge before it is "
                               "accepted; add one or drop the flag.")
         self.calibration: Calibration | None = None
         self.quarantined: set[str] = set()
+        self.side_dependent: set[str] = set()
+        """Tests whose outcome differed between the baseline and an identical candidate."""
         self._baseline_tests: TestsRun | None = None
-        self._git: GitBaseline | None = None
+        self._police = police
         self._baseline_tar: bytes | None = None
-        self._baseline_paths: frozenset[str] = frozenset()
         self._reopen = reopen
         self._broken: str | None = None
         self._seed = 0
-        self._sources: dict[str, str] = {}
         self._equiv_id = ""
         # Promotion (gate/canary.py): whether this judge runs the canary on what it accepts.
         # The loop's first judge leaves it to the re-check in a fresh sandbox.
@@ -136,53 +135,76 @@ class Judge:
         return twin
 
     def set_baseline(self, tar: bytes, runs: int = 1) -> TestsRun:
-        """Load the tree every candidate is compared with and run its tests; tests whose
-        outcome varies between the `runs` runs are quarantined for the rest of the run."""
+        """Load the tree every candidate is compared with and run its tests `runs` times.
+
+        Each run is held to the rules of a candidate's and stricter (`baseline_refusal`): a
+        baseline that cannot be judged against raises `BaselineError`, before calibration and
+        before any model request. Every second run judges an identical copy as the candidate
+        (A/A), so baseline and candidate are tested alike or it shows; tests whose outcome
+        varies between the runs are quarantined for the rest of the run.
+        """
         self._healthy_sandbox()
-        self._baseline_tar = tar
-        with tarfile.open(fileobj=io.BytesIO(tar)) as listing:
-            self._baseline_paths = frozenset(m.name.removeprefix("./") for m in listing)
-        self.trees.load_baseline(tar)
-        if self._git is not None:
-            self._git.close()
-        self._git = GitBaseline(tar)  # git's own reading of each patch, on the host
-        self._sources = python_sources(tar)
+        t0 = time.perf_counter()
+        self._load(tar)
         # Read from the baseline, never the candidate; staged (salted) on first use.
         self._corpus = load_corpus(tar, self.config.canary) if self.config.canary else None
         self._canary_stage = None
-        # The sandbox keeps its recordings and the baseline's answers under this id.
-        self._equiv_id = secrets.token_hex(8)
-        results = []
-        for i in range(runs):
-            self.progress("testing the baseline" + (f" ({i + 1} of {runs})" if runs > 1 else ""))
-            tests = self.trees.run_tests("a", self.config.pytest_args)
-            if tests.outcomes is None or tests.collected is None or tests.timed_out:
-                tail = (tests.stderr_tail or tests.output_tail).strip()[-300:]
-                raise SandboxError(
-                    "The repository's own tests give no usable report in the sandbox "
-                    f"(pytest exit code {tests.exit_code}); fix that first. {tail}".strip()
-                )
-            results.append(tests)
+        t1 = time.perf_counter()
+        self._charge("baseline_load", t1 - t0)
+        try:
+            results = [self._baseline_run(i, runs) for i in range(runs)]
+        finally:
+            self._charge("baseline_tests", time.perf_counter() - t1)
         self.quarantined |= set(flaky_tests(results))
+        self.side_dependent |= set(differs_by_side(results[0::2], results[1::2]))
         self._baseline_tests = results[0]
         return results[0]
+
+    def _load(self, tar: bytes) -> None:
+        """The baseline on the host (its reading of patches) and in the sandbox."""
+        self._baseline_tar = tar
+        if self._police is None or self._police.goal != self.goal or self._police.tar != tar:
+            if self._police is not None:
+                self._police.close()
+            self._police = Police(tar, self.config, self.goal)
+        self.trees.load_baseline(tar)
+        # The sandbox keeps its recordings and the baseline's answers under this id.
+        self._equiv_id = secrets.token_hex(8)
+
+    def _baseline_run(self, i: int, runs: int) -> TestsRun:
+        """Run `i` of the baseline's tests: odd runs test an identical copy as the candidate."""
+        self.progress("testing the baseline" + (f" ({i + 1} of {runs})" if runs > 1 else ""))
+        if i == 1:
+            self.trees.reset_candidate()
+        tests = self.trees.run_tests("b" if i % 2 else "a", self.config.pytest_args)
+        refusal = baseline_refusal(tests, self.goal, self.trees.timeout)
+        if refusal:
+            raise BaselineError(refusal)
+        return tests
+
+    def _charge(self, step: str, seconds: float) -> None:
+        self._setup[step] = self._setup.get(step, 0.0) + seconds
 
     def calibrate(self, pairs: int | None = None) -> Calibration | None:
         """Measure the baseline against itself once per run: metric and noise per benchmark."""
         if self.goal != "speed" or not self.benchmarks:
             return None
+        t0 = time.perf_counter()
+        try:
+            return self._calibrate(pairs)
+        finally:
+            self._charge("calibration", time.perf_counter() - t0)
+
+    def _calibrate(self, pairs: int | None = None) -> Calibration:
         self.progress("calibrating benchmark noise (A/A)")
         self.calibration = calibrate(self.trees, self.benchmarks, self.config, pairs)
         return self.calibration
 
     def _verdict(self, status: str, reasons: list[str], summary: PatchSummary,
                  timings: dict[str, float], **fields: object) -> Verdict:
-        return Verdict.model_validate({
-            "accepted": status == "accepted", "status": status, "goal": self.goal,
-            "reasons": reasons, "patch": summary, "timings": timings,
-            "sandbox": self.trees.sandbox.kind,
-            "integrity_gaps": list(self.trees.sandbox.integrity_gaps), **fields,
-        })
+        box = self.trees.sandbox
+        return make_verdict(status, reasons, summary, timings, self.goal,
+                            (box.kind, tuple(box.integrity_gaps)), **fields)
 
     def _healthy_sandbox(self) -> None:
         """Replace a sandbox that the last candidate broke before anything else runs in it.
@@ -202,33 +224,22 @@ class Judge:
             self.trees.load_baseline(self._baseline_tar)
 
     def judge(self, diff: str) -> Verdict:
-        if self._baseline_tests is None or self._git is None:
+        if self._baseline_tests is None or self._police is None:
             raise RuntimeError("set_baseline() must run before judge()")
         self._healthy_sandbox()
-        # git ignores a last header line with no newline, while the commit applies the patch
-        # with one: judge exactly the lines that will be committed.
-        diff = diff if not diff or diff.endswith("\n") else diff + "\n"
         start = time.perf_counter()
-        timings = {"sandbox_start": round(self.sandbox_start, 4)}
+        # What the user waited for before this candidate (the image, the sandbox, the
+        # baseline's tests, the calibration) is charged once, to this verdict.
+        setup, self._setup = self._setup, {}
+        timings = {"sandbox_start": 0.0, **{k: round(v, 4) for k, v in setup.items()}}
 
         def done(status: str, reasons: list[str], summary: PatchSummary,
                  **fields: object) -> Verdict:
-            timings["total"] = round(time.perf_counter() - start + self.sandbox_start, 4)
-            # The container start is paid once; later candidates reuse the warm sandbox.
-            self.sandbox_start = 0.0
+            timings["total"] = round(time.perf_counter() - start + sum(setup.values()), 4)
             return self._verdict(status, reasons, summary, timings, **fields)
 
-        try:
-            summary, reading, refusal = self._police(diff, timings)
-            checks = None if refusal or reading is None else self._equivalence_plan(reading)
-        except RecursionError:
-            # Candidate text nested deeper than Python's parser goes: refuse, never crash.
-            return done("rejected", ["the patch's code is nested too deeply for the gate to read "
-                                     "it; write it flatter"], PatchSummary())
-        except (ValueError, UnicodeError) as exc:
-            # Whatever else in the text the readers choke on is the patch's fault, not a crash.
-            return done("unusable", [f"the gate could not read the patch: {exc}"[:500]],
-                        PatchSummary())
+        self._police.config = self.config  # the rules in force now, if changed since
+        diff, summary, refusal, checks = self._police.read(diff, timings)
         if refusal:
             return done(*refusal, summary)
 
@@ -241,41 +252,6 @@ class Judge:
             # What ran in the sandbox killed or wedged it: the candidate's fault, not the run's.
             self._broken = str(exc)
             return done("rejected", [f"the candidate broke its sandbox: {exc}"], summary)
-
-    def _police(self, diff: str, timings: dict[str, float]) -> tuple[
-            PatchSummary, GitReading | None, tuple[str, list[str]] | None]:
-        """The host's reading of the patch, before any of it reaches the sandbox: nothing of it
-        runs here, and any doubt refuses it. Returns the refusal as (status, reasons)."""
-        assert self._git is not None
-        try:
-            files: list[DiffFile] = parse_unified_diff(diff, PathPolicy())
-        except PolicyError as exc:
-            return PatchSummary(), None, ("rejected", [str(exc)])
-        except EditError as exc:
-            return PatchSummary(), None, ("unusable", [str(exc)])
-        summary = PatchSummary.model_validate(diff_stats(files))
-        t0 = time.perf_counter()
-        reading = self._git.read(diff, files)  # every path either reading names is checked
-        timings["read"] = round(time.perf_counter() - t0, 4)
-        touched = sorted({f.path for f in files} | {f.old_path for f in files if f.old_path}
-                         | reading.paths)
-        protected = (protected_violations(touched, self.config.protected)
-                     or lookalike_violations(touched, self.config.protected))
-        if protected:
-            return summary, reading, ("rejected",
-                                      [f"protected path touched: {p}" for p in protected])
-        if reading.refusal:
-            return summary, reading, (reading.status, [reading.refusal])
-        shadows = shadowing_violations(touched, self._baseline_paths)
-        if shadows:
-            return summary, reading, ("rejected", shadows)
-        probes = (context_probes(diff, self._git.new_files(reading))
-                  if self.config.refuse_context_probes else [])
-        if probes:
-            return summary, reading, ("rejected", [
-                f"the patch inspects how it is run ({', '.join(probes)}); a change must be "
-                "faster everywhere, not only under the benchmark"])
-        return summary, reading, None
 
     def _in_sandbox(self, diff: str, summary: PatchSummary, timings: dict[str, float],
                     done: Callable[..., Verdict], checks: Plan | None = None) -> Verdict:
@@ -349,21 +325,6 @@ class Judge:
                 return summarize_canary(results, len(cases)), [failure_reason(result, case)]
         return summarize_canary(results, len(cases)), []
 
-    def _equivalence_plan(self, reading: GitReading) -> Plan | None:
-        """The changed functions to compare, read on the host; None when not judging speed
-        (a fix or a metric is meant to change behaviour)."""
-        if self.goal != "speed" or not self.config.equivalence or self._git is None:
-            return None
-        paths = {c.path for c in reading.changes if c.path.endswith(".py")}
-        texts: dict[str, str | None] = {f.path: f.text for f in self._git.new_files(reading)
-                                        if f.path in paths}
-        texts.update({c.path: None for c in reading.changes
-                      if c.path in paths and c.new_mode == "000000"})
-        checks = plan(self._sources, texts)
-        for path in sorted(paths - texts.keys()):
-            checks.not_checked[f"{path}:*"] = "its text after the patch could not be read"
-        return checks
-
     def _equivalence(self, checks: Plan) -> tuple[EquivalenceVerdict, list[str]]:
         """Call the changed functions on both trees (sandbox/selfcode_equiv.py) and compare."""
         cfg = self.config
@@ -398,10 +359,8 @@ class Judge:
             return [], [missing] if missing else []
         if self.goal == "metric":
             return judge_metric(self.trees, self.config, self._seed, self.progress)
-        if self.calibration is None:
-            self.calibrate()
-        assert self.calibration is not None
-        result = measure(self.trees, self.benchmarks, self.calibration, self.config,
+        calibration = self.calibration or self._calibrate()  # inside this verdict's time
+        result = measure(self.trees, self.benchmarks, calibration, self.config,
                          self._seed, self.progress)
         reasons = result.reasons or ([] if result.improved else [result.why_not or "no gain"])
         return result.verdicts, reasons
@@ -421,9 +380,16 @@ class Judge:
 
 def describe_judging(judge: Judge, calibration: Calibration | None, observer: Observer) -> None:
     """Tell the user, once, how candidates will be judged and what noise was measured."""
-    if judge.quarantined:
-        names = ", ".join(sorted(judge.quarantined)[:5])
-        observer.event("warning", f"{len(judge.quarantined)} flaky test(s) quarantined (their "
+    if judge.side_dependent:
+        names = ", ".join(sorted(judge.side_dependent)[:5])
+        observer.event("warning", f"{len(judge.side_dependent)} test(s) gave another outcome "
+                       "on an identical copy of the baseline judged as a candidate than on the "
+                       f"baseline: {names}. That is a selfcode bug (please report it); they are "
+                       "quarantined, so no candidate fixes or breaks them.")
+    flaky = judge.quarantined - judge.side_dependent
+    if flaky:
+        names = ", ".join(sorted(flaky)[:5])
+        observer.event("warning", f"{len(flaky)} flaky test(s) quarantined (their "
                        f"outcome varied on the unchanged code): {names}")
     if calibration is None:
         observer.event("note", f"Judging by {judge.goal}.")

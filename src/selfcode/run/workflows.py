@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from selfcode.config import Settings, deep_merge, load_settings, upgrade_stored
 from selfcode.errors import GitError, SelfcodeError
 from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
+from selfcode.gate.police import Police, judge_goal, make_verdict
 from selfcode.gate.verdict import Verdict
 from selfcode.git.archive import OWN_REFS, Archive
 from selfcode.git.commits import git_config_of
@@ -47,7 +48,7 @@ from selfcode.run.resume import (
     sweep_dead_runs,
 )
 from selfcode.sandbox.base import Sandbox
-from selfcode.sandbox.factory import baseline_dependencies, open_sandbox
+from selfcode.sandbox.factory import backend_facts, baseline_dependencies, open_sandbox
 from selfcode.sandbox.results import ProfileRun
 from selfcode.sandbox.trees import Trees
 
@@ -57,13 +58,15 @@ if TYPE_CHECKING:
 DEMO_REPLAY = "demo-replies.jsonl"
 
 
-def _judge_in(sandbox: Sandbox, settings: Settings, files: list[str], started: float,
-              observer: Observer, reopen: Callable[[], Sandbox] | None = None) -> Judge:
+def _judge_in(sandbox: Sandbox, settings: Settings, files: list[str], observer: Observer,
+              setup: dict[str, float], reopen: Callable[[], Sandbox] | None = None,
+              police: Police | None = None) -> Judge:
+    """The judge in `sandbox`; `setup`: the seconds spent getting there, by step."""
     trees = Trees(sandbox, settings.sandbox.timeout)
     benchmarks = discover_benchmarks(files, settings.gate, sandbox.python)
     return Judge(trees, settings.gate, benchmarks,
-                 progress=lambda msg: observer.event("phase", msg),
-                 sandbox_start=time.perf_counter() - started, reopen=reopen)
+                 progress=lambda msg: observer.event("phase", msg), reopen=reopen,
+                 setup=setup, police=police)
 
 
 def improve(path: Path, settings: Settings, observer: Observer, llm: LLM | None = None,
@@ -165,7 +168,7 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSum
                                  _base_commit(run.store, run.worktree, resume))
     status, stop = "failed", "error"
     try:
-        t0 = time.perf_counter()
+        setup: dict[str, float] = {}
         with contextlib.ExitStack() as sandboxes:
             def reopen() -> Sandbox:
                 """A fresh sandbox, when a candidate broke the current one (closed at the end
@@ -175,8 +178,9 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSum
                     run.observer, quiet=True))
 
             sandbox = sandboxes.enter_context(open_sandbox(
-                run.settings.sandbox, run.store.state_dir(), run.run_id, deps, run.observer))
-            stop = _agent(opened, llm, sandbox, deps, t0, reopen).run()
+                run.settings.sandbox, run.store.state_dir(), run.run_id, deps, run.observer,
+                timings=setup))
+            stop = _agent(opened, llm, sandbox, deps, setup, reopen).run()
         status = "finished"
     except KeyboardInterrupt:
         status, stop = "interrupted", "interrupted; the current candidate was discarded"
@@ -213,13 +217,13 @@ def _remove_branch_without_commits(run: Run) -> bool:
 
 
 def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | None,
-           t0: float, reopen: Callable[[], Sandbox]) -> Agent:
-    """The loop for `opened`, its judge calibrated in `sandbox` (opened at `t0`); `reopen`
-    replaces a sandbox that a candidate broke."""
+           setup: dict[str, float], reopen: Callable[[], Sandbox]) -> Agent:
+    """The loop for `opened`, its judge calibrated in `sandbox` (`setup`: the seconds its
+    image and start took); `reopen` replaces a sandbox that a candidate broke."""
     run = opened.run
     settings, observer = run.settings, run.observer
     files = run.worktree.list_files()
-    judge = _judge_in(sandbox, settings, files, t0, observer, reopen)
+    judge = _judge_in(sandbox, settings, files, observer, setup, reopen)
     judge.promote = False  # an accepted self-candidate is promoted by its re-check
     judge.set_baseline(run.worktree.tracked_tar(), runs=settings.gate.flaky_runs)
     describe_judging(judge, judge.calibrate(), observer)
@@ -293,17 +297,44 @@ def interrupt_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def eval_patch(path: Path, diff: str, settings: Settings, observer: Observer) -> Verdict:
-    """Judge one unified diff against HEAD; never commits, never touches the checkout."""
+def eval_patch(path: Path, diff: str, settings: Settings, observer: Observer,
+               started: float | None = None) -> Verdict:
+    """Judge one unified diff against HEAD; never commits, never touches the checkout.
+
+    The patch is read on the host first (the policy, the protected paths, git's reading and
+    whether it applies): one refused there costs no sandbox, image, baseline run or
+    calibration. The verdict's `timings` add up to the wall time since `started` (the
+    command's start; by default now).
+    """
+    t0 = time.perf_counter() if started is None else started
     store = GitStore(path)
     run_id = "eval-" + new_run_id()
-    t0 = time.perf_counter()
+    files, tar = store.list_files("HEAD"), store.tracked_tar("HEAD")
     deps = baseline_dependencies(settings.sandbox, store, "HEAD")
-    with open_sandbox(settings.sandbox, store.state_dir(), run_id, deps, observer) as sandbox:
-        judge = _judge_in(sandbox, settings, store.list_files("HEAD"), t0, observer)
-        judge.set_baseline(store.tracked_tar("HEAD"), runs=settings.gate.flaky_runs)
-        describe_judging(judge, judge.calibrate(), observer)
-        return judge.judge(diff)
+    goal = judge_goal(settings.gate, discover_benchmarks(files, settings.gate, "python"))
+    police = Police(tar, settings.gate, goal)
+    try:
+        timings: dict[str, float] = {}
+        reading = police.read(diff, timings)
+        if reading.refusal:
+            timings["total"] = round(time.perf_counter() - t0, 4)
+            return make_verdict(*reading.refusal, reading.summary, timings, goal,
+                                backend_facts(settings.sandbox))
+        setup = {"precheck": time.perf_counter() - t0}
+        with open_sandbox(settings.sandbox, store.state_dir(), run_id, deps, observer,
+                          timings=setup) as sandbox:
+            judge = _judge_in(sandbox, settings, files, observer, setup, police=police)
+            judge.set_baseline(tar, runs=settings.gate.flaky_runs)
+            describe_judging(judge, judge.calibrate(), observer)
+            verdict = judge.judge(diff)
+            closing = time.perf_counter()
+        # Removing the sandbox is waited for too.
+        verdict.timings["sandbox_stop"] = round(time.perf_counter() - closing, 4)
+        verdict.timings["total"] = round(verdict.timings["total"]
+                                         + verdict.timings["sandbox_stop"], 4)
+        return verdict
+    finally:
+        police.close()
 
 
 def prepare_demo_repo(target: Path | None = None) -> tuple[Path, Path]:

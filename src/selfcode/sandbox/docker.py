@@ -10,6 +10,7 @@ Import from here unless you need a module's internals.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from selfcode import resources
@@ -42,11 +43,13 @@ def open_docker_sandbox(
     deps: DependencySet,
     observer: Observer,
     quiet: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> DockerSandbox:
     """Remove dead runs' leftovers, build the image for `deps` if needed, start a sandbox.
 
     `deps` are the baseline's declarations (`deps.dependencies_at(store, base_commit)`),
     collected once per run: a re-check passes the same set, never one read from a worktree.
+    `timings` gets the seconds the container's start took.
     """
     client = docker_client()
     removed = cleanup_dead_runs(client)
@@ -61,6 +64,10 @@ def open_docker_sandbox(
             observer.event("phase", message)
 
     image = ensure_image(config, state_dir, deps, client=client, progress=progress)
-    return DockerSandbox.start(
+    t1 = time.perf_counter()
+    box = DockerSandbox.start(
         config, image, run_id, resources.harness_dir(), client=client, cleanup=False
     )
+    if timings is not None:
+        timings["sandbox_start"] = time.perf_counter() - t1
+    return box

@@ -43,6 +43,11 @@ class TestsRun(_Strict):
     collected: list[str] | None = Field(default=None, max_length=200_000)
     outcomes: dict[str, Outcome] | None = None
     junit_cases: int | None = None
+    skipped_modules: list[str] = Field(default_factory=list, max_length=100_000)
+    """Collectors skipped while collecting (a module-level `pytest.importorskip`): no test ids,
+    one JUnit case each."""
+    collection_errors: dict[str, str] = Field(default_factory=dict, max_length=100_000)
+    """Collectors that failed while collecting (an import error), with pytest's last line."""
     tampered: str | None = Field(default=None, max_length=2_000)
     """Why the run's evidence contradicts itself (the harness then reports no outcomes)."""
     leftover_processes: int = 0
