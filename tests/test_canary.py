@@ -1,7 +1,7 @@
-"""The promotion stage's pure parts: the corpus, its salting, reading a candidate judge's words.
+"""The promotion stage: the corpus, its salting, reading a candidate judge's words, and the
+stage itself through the re-check on the local backend (a stand-in judge, seconds).
 
-The stage end to end (a self-candidate's own judge run on the corpus in the Docker sandbox) is in
-tests/test_self_promotion.py.
+selfcode's own judge on the real corpus in the Docker sandbox is in tests/test_self_promotion.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from selfcode.gate.canary import (
     read_verdict,
 )
 from selfcode.gate.config import GateConfig
+from selfcode.gate.judge import Judge
+from selfcode.resources import harness_dir
+from selfcode.sandbox.local import LocalSandbox
+from selfcode.sandbox.trees import Trees
+
+from repos import make_repo, tar_of, unified_diff
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,3 +142,53 @@ def test_a_repository_cannot_open_its_own_judge(tmp_path: Path) -> None:
         '[tool.selfcode.gate]\ncanary = "tests/canary"\nallow_judge_edits = true\n')
     with pytest.raises(ConfigError, match="allow_judge_edits"):
         load_settings(tmp_path, {})
+
+
+# --- the stage itself, on the local backend --------------------------------------------------
+# A stand-in for selfcode's source: its "judge" (`python -m selfcode eval ... --json`) accepts a
+# patch that says GOOD and rejects any other, and the corpus holds one of each. The canary's
+# own selfcode cannot run the stage on itself (its fixture has no canary), so this is what
+# fails if a self-candidate switches promotion off, in the re-check or anywhere.
+_STAND_IN = '''import json, sys
+patch = open(sys.argv[sys.argv.index("--patch") + 1]).read()
+good = "GOOD" in patch
+print(json.dumps({"status": "accepted" if good else "rejected",
+                  "reasons": [] if good else ["a known cheat"]}))
+sys.exit(0 if good else 1)
+'''
+_SELF = {
+    "src/selfcode/__init__.py": "",
+    "src/selfcode/__main__.py": _STAND_IN,
+    "lib.py": "VALUE = 1\n",
+    "tests/test_lib.py": "from lib import VALUE\n\n\ndef test_value():\n    assert VALUE == 2\n",
+    "pytest.ini": "[pytest]\npythonpath = .\n",
+    "tests/canary/canarypkg/mod.py": "X = 1\n",
+    "tests/canary/cases.toml": (
+        '[[case]]\nname = "good"\nexpect = "accepted"\npatch = "GOOD canarypkg"\n\n'
+        '[[case]]\nname = "cheat"\nexpect = "rejected"\nreason = "cheat"\n'
+        'patch = "CHEAT canarypkg"\n'),
+}
+_GATE = GateConfig(judge="fix", canary="tests/canary", refuse_context_probes=False)
+
+
+@pytest.mark.parametrize(("judge_says", "reasons", "cheat_got"), [
+    (_STAND_IN, [], "rejected"),
+    (_STAND_IN.replace('"GOOD" in patch', "True"), ["its judge accepted a known cheat: cheat"],
+     "accepted"),
+], ids=["its-judge-holds", "its-judge-accepts-a-cheat"])
+def test_the_recheck_of_a_self_candidate_runs_its_own_judge_on_the_canary(
+        tmp_path: Path, judge_says: str, reasons: list[str], cheat_got: str) -> None:
+    repo = make_repo(tmp_path / "self", _SELF)
+    diff = unified_diff(repo, {"lib.py": "VALUE = 2\n", "src/selfcode/__main__.py": judge_says})
+    with LocalSandbox(harness_dir()) as first, LocalSandbox(harness_dir()) as fresh:
+        judge = Judge(Trees(first, timeout=60), _GATE, {})
+        judge.promote = False  # as the loop's first judge: the re-check promotes
+        judge.set_baseline(tar_of(_SELF))
+        assert judge.judge(diff).canary is None
+        twin = judge.fork(fresh)
+        twin.set_baseline(tar_of(_SELF))
+        verdict = twin.judge(diff)
+    assert (verdict.accepted, verdict.reasons) == (not reasons, reasons)
+    assert verdict.canary is not None and verdict.canary.passed == (not reasons)
+    assert [(c.name, c.got) for c in verdict.canary.cases] == [("good", "accepted"),
+                                                               ("cheat", cheat_got)]
