@@ -5,7 +5,8 @@ for its RunDir, trees and environment). Everything here runs as the candidate ui
 run directory: a copy of the candidate tree (its selfcode), a git repository made of the
 fixture the judge staged, and `python -m selfcode eval --sandbox local --json` of the case's
 patch. What that judge prints is returned as it is, bounded, for the host to read as untrusted
-text (gate/canary.py); the expected verdicts never enter the sandbox.
+text (gate/canary.py). The expected verdicts are never passed here, but they are not secret: the
+candidate tree holds the corpus (tests/canary), as the sealed trees do.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ patches to reject), and must reproduce every verdict.
 
 What the candidate controls, and why it does not decide:
 - The corpus is read on the host from the BASELINE's tree (`tests/` is protected): the cases,
-  their expected verdicts and the fixture never come from the candidate, and the expected
-  verdicts never enter the sandbox.
+  their expected verdicts and the fixture never come from the candidate. They are not secret:
+  the corpus is part of the tree the model reads, and of the trees sealed in the sandbox.
 - Names are salted per baseline (`canarypkg` becomes `canary_<random>` in every path and text),
-  so a judge cannot keep a table of the corpus's patches by their exact text.
+  which stops a table of the patches' exact text, not a judge that undoes the renaming.
 - What the candidate's judge prints is untrusted: only `status` and `reasons` are read, bounded;
   anything unreadable, a timeout or a non-verdict exit counts as a wrong verdict.
 A judge written to recognise the canary's cases by their shape could still pass it; that is why
