@@ -22,6 +22,7 @@ from selfcode.gate.gitpatch import GitBaseline, GitReading
 from selfcode.gate.paths import lookalike_violations
 from selfcode.gate.probes import context_probes
 from selfcode.gate.protected import protected_violations
+from selfcode.gate.rebinding import judged_packages, rebindings
 from selfcode.gate.shadowing import shadowing_violations
 from selfcode.gate.verdict import Goal, PatchSummary, Status, Verdict
 
@@ -126,6 +127,13 @@ class Police:
             return summary, reading, ("rejected", [
                 f"the patch inspects how it is run ({', '.join(probes)}); a change must be "
                 "faster everywhere, not only under the benchmark"])
+        judged = judged_packages(self.config.judge_paths)
+        rebound = (rebindings(self._git.new_files(reading), judged)
+                   if self.config.canary else [])
+        if rebound:
+            return summary, reading, ("rejected", [
+                f"the patch rebinds names of the judge's package from outside "
+                f"({'; '.join(rebound[:3])}); change a module's own code instead"])
         return summary, reading, None
 
     def _equivalence_plan(self, reading: GitReading) -> Plan | None:
