@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import pytest
@@ -35,13 +36,34 @@ def pytest_configure(config: Any) -> None:
         os.set_inheritable(_fd, False)  # the tests' subprocesses get no copy of it
 
 
+# The line that names an exception and its message: `ValueError: ...`, `pkg.SomeWarning: ...`.
+_EXCEPTION_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*:\s")
+
+
+def collection_message(longrepr: str) -> str:
+    """What a failed or skipped collector says, in one line: the exception's first line.
+
+    pytest ends the report with the exception's `E ` lines; its last line is often only a
+    link (pytest's own deprecations end with `See https://...`), so the line that names the
+    exception is the one to show; a report without one gives its last line.
+    """
+    lines = [line.rstrip() for line in longrepr.splitlines() if line.strip()]
+    block: list[str] = []
+    for line in reversed(lines):
+        if not line.startswith("E "):
+            break
+        block.insert(0, line[2:].strip())
+    named = [line for line in block if _EXCEPTION_LINE.match(line)]
+    if named:
+        return named[0]
+    return lines[-1].removeprefix("E ").strip() if lines else ""
+
+
 def pytest_collectreport(report: Any) -> None:
     if report.outcome == "passed":
         return
-    lines = [line.strip() for line in str(report.longreprtext).splitlines() if line.strip()]
-    message = lines[-1].removeprefix("E ").strip() if lines else ""
     _send({"t": "collect", "id": report.nodeid, "outcome": report.outcome,
-           "message": message[:300]})
+           "message": collection_message(str(report.longreprtext))[:300]})
 
 
 def pytest_collection_finish(session: Any) -> None:

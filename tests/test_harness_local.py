@@ -252,6 +252,42 @@ def test_a_module_skipped_at_import_is_reported_and_counted(tmp_path):
     assert run.collected is not None and len(run.collected) == 6 and run.junit_cases == 7
 
 
+# pytest 9.2's own deprecation under warnings-as-errors (python-dateutil 2.9.0's test_isoparser):
+# the exception's message has several lines and the last one is only a link.
+PARAMETRIZE_ITERATOR = """import warnings
+
+import pytest
+
+
+class RemovedSoon(DeprecationWarning):
+    pass
+
+
+warnings.warn(RemovedSoon("Passing a non-Collection iterable to parametrize is deprecated.\\n"
+                          "Please convert to a list or tuple.\\n"
+                          "See https://docs.pytest.org/en/stable/deprecations.html"))
+
+
+def test_never_collected():
+    pass
+"""
+SYNTAX_ERROR = "def broken(:\n    pass\n"
+
+
+def test_a_collection_error_is_named_by_its_exception_not_by_its_last_line():
+    files = {**SMALL_REPO, "tests/test_warned.py": PARAMETRIZE_ITERATOR,
+             "tests/test_syntax.py": SYNTAX_ERROR}
+    with LocalSandbox(harness_dir()) as sandbox:
+        t = Trees(sandbox, timeout=60)
+        t.load_baseline(tar_of(files))
+        run = t.run_tests("a", ["-W", "error::DeprecationWarning"])
+    assert run.collection_errors == {
+        "tests/test_warned.py": "test_warned.RemovedSoon: Passing a non-Collection iterable to "
+                                "parametrize is deprecated.",
+        "tests/test_syntax.py": "SyntaxError: invalid syntax",
+    }, run.collection_errors
+
+
 STREAM_AT_EXIT = '''import atexit, os, stat
 
 def forge():
