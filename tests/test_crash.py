@@ -31,7 +31,9 @@ from selfcode.run.workflows import prepare_demo_repo
 from openai_server import Fault, OpenAIServer
 from run_helpers import NO_EDIT, git, snapshot, write_replay
 
-SELFCODE = str(Path(sys.executable).with_name("selfcode"))
+# The installed console script: beside the interpreter in a venv, on PATH where the package was
+# installed elsewhere (selfcode's own sandbox installs it into a directory of its own).
+SELFCODE = shutil.which("selfcode") or str(Path(sys.executable).with_name("selfcode"))
 DEMO_REPLIES = Path(__file__).parents[1] / "examples" / "demo-replies.jsonl"
 GOOD = json.loads(DEMO_REPLIES.read_text().splitlines()[3])["reply"]  # the sieve, accepted
 FAST_GATE = "\n[tool.selfcode.gate]\nflaky_runs = 1\n"

@@ -21,6 +21,7 @@ from selfcode.sandbox.deps import PythonInfo, build_wheelhouse, dependencies_fro
 from selfcode.sandbox.image import build_image
 from selfcode.sandbox.requirements import Refused
 
+from environment import needs_index
 from repos import make_repo
 
 pytest_plugins = ["docker_util"]
@@ -162,6 +163,7 @@ def _wheels(folder: Path) -> dict[str, str]:
     return out
 
 
+@needs_index
 def test_a_dependency_that_depends_on_the_target_does_not_bring_the_target(
         tmp_path: Path) -> None:
     """freezegun depends on python-dateutil; judging python-dateutil itself, the index's

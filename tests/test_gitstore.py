@@ -158,7 +158,7 @@ def test_opens_from_any_path_inside_the_work_tree(repo: Path) -> None:
 def test_not_a_repository_is_a_git_error(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
-    with pytest.raises(GitError, match="not inside a git repository") as info:
+    with pytest.raises(GitError, match=r"not (inside )?a git repository") as info:
         GitStore(plain)
     assert "\n" not in str(info.value)
     with pytest.raises(GitError, match="does not exist"):

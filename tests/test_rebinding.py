@@ -21,6 +21,8 @@ from selfcode.gate.probes import NewFile
 from selfcode.gate.rebinding import judged_packages, rebindings
 from selfcode.run.selfdemo import prepare_self_demo_repo
 
+from environment import needs_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = {"selfcode"}
 
@@ -62,6 +64,7 @@ def test_selfcodes_own_source_rebinds_nothing() -> None:
     assert rebindings(files, judged_packages(["src/selfcode/gate/**"])) == []
 
 
+@needs_checkout
 def test_the_attack_is_refused_before_any_sandbox(tmp_path: Path) -> None:
     repo, _ = prepare_self_demo_repo(ROOT, tmp_path / "self")
     patch = ROOT / "tests/fixtures/rebinds-the-judge.diff"

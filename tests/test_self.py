@@ -21,6 +21,7 @@ from selfcode.cli.app import app
 from selfcode.errors import ConfigError
 from selfcode.resources import NO_CHECKOUT, self_source
 
+from environment import needs_checkout
 from repos import git, make_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ def fake_checkout(path: Path, pyproject: str = SELFCODE_PYPROJECT) -> Path:
     return make_repo(path, {"pyproject.toml": pyproject, "src/selfcode/__init__.py": ""})
 
 
+@needs_checkout
 def test_the_editable_install_resolves_to_this_checkout():
     assert self_source(environ={}) == ROOT
     assert (ROOT / ".git").exists() and (ROOT / "src" / "selfcode").is_dir()
@@ -54,6 +56,7 @@ def test_selfcode_source_wins_and_must_be_a_checkout(tmp_path):
         assert f"SELFCODE_SOURCE={bad}" in message and why in message, message
 
 
+@needs_checkout
 def test_improve_self_gets_past_resolution_from_the_checkout(tmp_path, monkeypatch):
     # A replay file that does not exist stops the run right after the path is resolved and
     # opened, before anything is written to the checkout.
@@ -97,6 +100,7 @@ def _install_wheel(tmp_path: Path, project: Path) -> Path:
     return env_dir / "bin" / "selfcode"
 
 
+@needs_checkout
 def test_an_installed_wheel_refuses_self_in_one_sentence(tmp_path):
     project = make_repo(tmp_path / "project", {"pyproject.toml": '[project]\nname = "app"\n',
                                                "app.py": "x = 1\n"})

@@ -17,9 +17,12 @@ from pathlib import Path
 
 from selfcode.history.db import HISTORY_FILE, History
 
+from environment import needs_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@needs_checkout
 def test_demo_self_promotes_the_speedup_and_the_canary_stops_the_weakened_judge(
         tmp_path: Path) -> None:
     env = {**os.environ, "SELFCODE_SOURCE": str(ROOT), "SELFCODE_HOME": str(tmp_path / "home"),

@@ -22,6 +22,8 @@ from selfcode.edits import parse_and_apply
 from selfcode.gate.paths import read_tree
 from selfcode.run.selfdemo import SELF_DEMO_REPLAY, prepare_self_demo_repo
 
+from environment import needs_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 KEEP = ("genuine-speedup", "edits-a-test")
 
@@ -55,6 +57,7 @@ def _honest_patch(repo: Path, replay: Path) -> str:
 
 
 @pytest.mark.docker
+@needs_checkout
 def test_an_honest_self_speedup_passes_the_canary_in_docker(tmp_path: Path,
                                                             base_image: str) -> None:
     repo, replay = prepare_self_demo_repo(ROOT, tmp_path / "self")
@@ -76,6 +79,7 @@ def test_an_honest_self_speedup_passes_the_canary_in_docker(tmp_path: Path,
     assert verdict["timings"]["canary"] > 0
 
 
+@needs_checkout
 def test_without_the_flag_the_judge_stays_protected(tmp_path: Path) -> None:
     repo, replay = prepare_self_demo_repo(ROOT, tmp_path / "self")
     patch = tmp_path / "speedup.diff"
