@@ -27,6 +27,7 @@ import re
 import secrets
 import tarfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from selfcode.errors import ConfigError
 from selfcode.gate.verdict import CanaryOutcome, CanaryVerdict
+from selfcode.sandbox.results import CanaryRun
 
 CASES_FILE = "cases.toml"
 FIXTURE = "canarypkg"
@@ -154,3 +156,23 @@ def failure_reason(result: CanaryOutcome, case: CanaryCase) -> str:
 def summarize(results: list[CanaryOutcome], total: int) -> CanaryVerdict:
     return CanaryVerdict(passed=len(results) == total and all(r.ok for r in results),
                          cases=results)
+
+
+def run_canary(corpus: Corpus, staged: tuple[str, dict[str, str]],
+               judge_case: Callable[[str, str], CanaryRun],
+               progress: Callable[[str], None]) -> tuple[CanaryVerdict, list[str]]:
+    """Each case, in order, judged by `judge_case(fixture, patch)` (the candidate's own judge in
+    the sandbox); stops at the first wrong verdict, whose sentence rejects the candidate."""
+    fixture, patches = staged
+    cases, results = corpus.cases, []
+    for number, case in enumerate(cases, 1):
+        progress(f"canary {number} of {len(cases)}: the candidate's own judge on {case.name} "
+                 f"(expected: {case.expect})")
+        run = judge_case(fixture, patches[case.name])
+        got, said = read_verdict(run.exit_code, run.timed_out, run.stdout,
+                                 run.problem or run.stderr_tail)
+        result = outcome(case, got, said, run.duration)
+        results.append(result)
+        if not result.ok:
+            return summarize(results, len(cases)), [failure_reason(result, case)]
+    return summarize(results, len(cases)), []

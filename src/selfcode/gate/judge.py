@@ -22,8 +22,7 @@ from selfcode.errors import (
     SandboxBroken,
     SandboxError,
 )
-from selfcode.gate.canary import Corpus, failure_reason, load_corpus, outcome, read_verdict
-from selfcode.gate.canary import summarize as summarize_canary
+from selfcode.gate.canary import Corpus, load_corpus, run_canary
 from selfcode.gate.config import GateConfig
 from selfcode.gate.equivalence import Plan
 from selfcode.gate.equivalence import reasons as equivalence_reasons
@@ -305,25 +304,13 @@ class Judge:
                     **fields)
 
     def _promotion(self) -> tuple[CanaryVerdict, list[str]]:
-        """The candidate's own judge on each canary case, in order; stops at its first wrong
-        verdict, which rejects the candidate (gate/canary.py)."""
+        """The candidate's own judge on the canary corpus (gate/canary.py), staged (salted)
+        once per sandbox and baseline."""
         assert self._corpus is not None
         if self._canary_stage is None:
             name, tar, patches = self._corpus.salted()
             self._canary_stage = (f"{self.trees.stage_canary(tar)}/{name}", patches)
-        fixture, patches = self._canary_stage
-        cases, results = self._corpus.cases, []
-        for number, case in enumerate(cases, 1):
-            self.progress(f"canary {number} of {len(cases)}: the candidate's own judge on "
-                          f"{case.name} (expected: {case.expect})")
-            run = self.trees.canary(fixture, patches[case.name])
-            got, said = read_verdict(run.exit_code, run.timed_out, run.stdout,
-                                     run.problem or run.stderr_tail)
-            result = outcome(case, got, said, run.duration)
-            results.append(result)
-            if not result.ok:
-                return summarize_canary(results, len(cases)), [failure_reason(result, case)]
-        return summarize_canary(results, len(cases)), []
+        return run_canary(self._corpus, self._canary_stage, self.trees.canary, self.progress)
 
     def _equivalence(self, checks: Plan) -> tuple[EquivalenceVerdict, list[str]]:
         """Call the changed functions on both trees (sandbox/selfcode_equiv.py) and compare."""
