@@ -67,7 +67,7 @@ class _Encoder:
         if self.nodes > MAX_NODES or depth > MAX_DEPTH:
             return (MARK, "cut")
         kind = type(value)
-        if kind in _SCALARS:
+        if kind in _SCALARS and not _foreign_tzinfo(value):
             return value
         if id(value) in self.path:
             return (MARK, "cut")
@@ -97,6 +97,8 @@ class _Encoder:
 
     def _object(self, value: Any, depth: int) -> Any:
         cls = type(value)
+        if _foreign_tzinfo(value):
+            return self._aware(value, depth)
         if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
             name = getattr(value, "__qualname__", "?")
             return (MARK, "fn", f"{getattr(value, '__module__', '?')}.{name}")
@@ -109,6 +111,18 @@ class _Encoder:
             return (MARK, "iter", qualname(cls), items)
         state = self._state(value, depth)
         return (MARK, "obj", qualname(cls), state, shown(value))
+
+    def _aware(self, value: datetime.datetime | datetime.time, depth: int) -> Any:
+        """A datetime or time in a tzinfo of the package: its naive value, its offset and its
+        tzinfo's structure (pickled whole, it would name the package's class)."""
+        try:
+            offset: Any = value.utcoffset()
+        except Exception as exc:  # the tzinfo's own code: its failure is its behaviour
+            offset = f"<utcoffset raised {type(exc).__name__}>"
+        attrs = {"naive": value.replace(tzinfo=None), "utcoffset": offset,
+                 "tzinfo": value.tzinfo}
+        state = self({"attrs": attrs, "items": None}, depth)
+        return (MARK, "obj", qualname(type(value)), state, shown(value))
 
     def _state(self, value: Any, depth: int) -> Any:
         attrs: dict[str, Any] = {}
@@ -128,6 +142,13 @@ class _Encoder:
         if not attrs and items is None:
             return None
         return self({"attrs": attrs, "items": items}, depth)
+
+
+def _foreign_tzinfo(value: Any) -> bool:
+    """A datetime or time whose tzinfo is not the standard library's own `timezone`."""
+    if type(value) not in (datetime.datetime, datetime.time) or value.tzinfo is None:
+        return False
+    return type(value.tzinfo) is not datetime.timezone
 
 
 def _is_iterator(value: Any) -> bool:

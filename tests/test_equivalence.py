@@ -253,6 +253,39 @@ def test_objects_become_their_structure() -> None:
     assert codec.decode(codec.dumps(cyclic)) == [1, (codec.MARK, "cut")]
 
 
+class FixedOffset(datetime.tzinfo):
+    """A tzinfo of the package under test (python-dateutil's tzoffset is one)."""
+
+    def __init__(self, minutes: int) -> None:
+        self.minutes = minutes
+
+    def utcoffset(self, dt: object) -> datetime.timedelta:
+        return datetime.timedelta(minutes=self.minutes)
+
+    def dst(self, dt: object) -> datetime.timedelta:
+        return datetime.timedelta(0)
+
+    def __repr__(self) -> str:
+        return f"FixedOffset({self.minutes})"
+
+
+def test_a_time_aware_in_a_tzinfo_of_the_package_is_its_structure_not_a_global() -> None:
+    """Pickling it would name the package's class, which the judge must refuse to load: the
+    honest speedup of python-dateutil's isoparse was rejected as a lost report."""
+    stamp = datetime.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=FixedOffset(90))
+    back = codec.decode(codec.dumps([stamp, stamp.timetz()]))
+    assert [b[:3] for b in back] == [(codec.MARK, "obj", "datetime.datetime"),
+                                     (codec.MARK, "obj", "datetime.time")]
+    assert back[0][3]["attrs"]["naive"] == datetime.datetime(2024, 1, 2, 3, 4, 5, 6)
+    assert back[0][3]["attrs"]["utcoffset"] == datetime.timedelta(minutes=90)
+    assert back[0][3]["attrs"]["tzinfo"][2] == f"{__name__}.FixedOffset"
+    assert "tzinfo=FixedOffset(minutes=90)" in codec.show(back[0])
+    same = codec.decode(codec.dumps(datetime.datetime(2024, 1, 2, 3, 4, 5, 6,
+                                                      tzinfo=FixedOffset(90))))
+    other = codec.decode(codec.dumps(stamp.replace(tzinfo=FixedOffset(60))))
+    assert not codec.difference(back[0], same) and codec.difference(back[0], other)
+
+
 def _global_call(module: str, name: str, arg: bytes) -> bytes:
     # PROTO 2, GLOBAL module name, arg, TUPLE1, REDUCE, STOP
     return (b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n" + arg
