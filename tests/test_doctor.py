@@ -228,3 +228,9 @@ def test_the_estimate_counts_the_runs_the_gate_does(goal: str, benches: list[Ben
     assert (guess.typical_s, guess.accepted_s, guess.once_s) == (typical, accepted, once)
     assert sum(guess.parts.values()) == pytest.approx(typical)
     assert "an estimate" in guess.sentence()
+    # The note is its own text in --json, joined to the sentence only when there is one.
+    assert not guess.note.startswith(";")
+    if guess.note:
+        assert guess.sentence().endswith("reply time; " + guess.note)
+    else:
+        assert guess.sentence().endswith("reply time")

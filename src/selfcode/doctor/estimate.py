@@ -51,6 +51,7 @@ class Estimate(BaseModel):
     parts: dict[str, float]
     """What `typical_s` is made of, by step."""
     note: str = ""
+    """What the figures leave out, in words ("; " between notes)."""
 
     def sentence(self) -> str:
         parts = ", ".join(f"{name} {seconds_text(s)}" for name, s in self.parts.items() if s)
@@ -58,7 +59,8 @@ class Estimate(BaseModel):
                 f"({parts}), about {seconds_text(self.accepted_s)} for one that is accepted "
                 "(confirmation, resource checks and the re-check in a fresh sandbox), and "
                 f"{seconds_text(self.once_s)} once per run before the first; an estimate from "
-                "the times measured here, without the model's reply time" + self.note)
+                "the times measured here, without the model's reply time"
+                + (f"; {self.note}" if self.note else ""))
 
 
 def estimate(measured: Measured, config: GateConfig) -> Estimate:
@@ -94,7 +96,7 @@ def estimate(measured: Measured, config: GateConfig) -> Estimate:
                      f"{seconds_text(sentinel)}")
     if config.canary:
         notes.append("an accepted candidate of selfcode's own source also runs the canary")
-    note = "".join(f"; {n}" for n in notes)
+    note = "; ".join(notes)
     return Estimate(typical_s=round(typical, 2), accepted_s=round(judged_accepted + recheck, 2),
                     once_s=round(once, 2), parts={k: round(v, 2) for k, v in parts.items()},
                     note=note)
