@@ -183,6 +183,7 @@ def answer(args: argparse.Namespace, guard: Any, tools: Any, spec: dict[str, Any
         if why is None and not done:
             why = (f"the baseline's run did not finish (exit code {result.exit_code}"
                    f"{', timed out' if result.timed_out else ''})")
+        why = why or unreadable_answer(mine)
         out[key] = {"not_checked": why, "pytest": pytest_loaded,
                     "inputs": [r for r in mine if "outcome" in r] if why is None else [],
                     "slow": sum(int(r.get("slow", 0)) for r in mine),
@@ -262,6 +263,20 @@ def _why_not(recorded: dict[str, Any], base: dict[str, Any]) -> str | None:
     if skipped:
         return "; ".join(f"{n} calls with {why}" for why, n in skipped.items())
     return "no calls were seen in the tests or benchmarks"
+
+
+def unreadable_answer(rows: list[dict[str, Any]]) -> str | None:
+    """Why the baseline's answers cannot be compared, or None: one the judge cannot read back
+    is a gap of the codec, not the candidate's doing (the baseline's tree answered it), so the
+    function is not checked instead of the harness failing as if its report were forged."""
+    for row in rows:
+        if "outcome" not in row:
+            continue
+        try:
+            _decoded(str(row["outcome"]))
+        except (codec.DecodeError, ValueError) as exc:
+            return f"the baseline's answer could not be read as data ({exc})"[:300]
+    return None
 
 
 # --- comparing -------------------------------------------------------------------------------

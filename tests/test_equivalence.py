@@ -286,6 +286,24 @@ def test_a_time_aware_in_a_tzinfo_of_the_package_is_its_structure_not_a_global()
     assert not codec.difference(back[0], same) and codec.difference(back[0], other)
 
 
+def test_a_baseline_answer_the_judge_cannot_read_leaves_the_function_unchecked() -> None:
+    """Before the codec knew such values, the baseline's answer made the harness fail, and the
+    honest candidate was rejected as if the judge's report had been forged."""
+    import base64
+
+    import selfcode_equiv as equiv
+
+    def row(data: bytes) -> dict[str, Any]:
+        return {"f": "m:f", "i": 0, "outcome": base64.b64encode(data).decode()}
+
+    readable = row(codec.dumps({"kind": "return", "value": 1}))
+    foreign = row(pickle.dumps({"kind": "return", "value": Point(1, 2)}))
+    assert equiv.unreadable_answer([readable]) is None
+    why = equiv.unreadable_answer([readable, foreign]) or ""
+    assert why.startswith("the baseline's answer could not be read as data (refused to load")
+    assert "Point" in why
+
+
 def _global_call(module: str, name: str, arg: bytes) -> bytes:
     # PROTO 2, GLOBAL module name, arg, TUPLE1, REDUCE, STOP
     return (b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n" + arg
