@@ -18,11 +18,13 @@ from typer.testing import CliRunner
 from selfcode.cli.app import app
 from selfcode.config import load_settings
 from selfcode.doctor.dryrun import per_run_seconds
+from selfcode.doctor.dryrun import tests_sentence as sentence_of  # not a test, despite its name
 from selfcode.doctor.endpoint import endpoint_check
 from selfcode.doctor.estimate import BenchCost, Measured, estimate
 from selfcode.doctor.repository import uncommitted
 from selfcode.gate.config import GateConfig
 from selfcode.gate.measure import BenchSetting, Calibration
+from selfcode.sandbox.results import TestsRun
 
 from openai_server import Fault, OpenAIServer
 from repos import git, make_repo
@@ -234,3 +236,17 @@ def test_the_estimate_counts_the_runs_the_gate_does(goal: str, benches: list[Ben
         assert guess.sentence().endswith("reply time; " + guess.note)
     else:
         assert guess.sentence().endswith("reply time")
+
+
+@pytest.mark.parametrize(("outcomes", "said"), [
+    # python-dateutil 2.9.0: pytest says 2032 passed, 47 skipped, 17 xfailed
+    ({"t::a": "passed", "t::b": "skipped", "t::c": "xfailed", "t::d": "xfailed"},
+     "4 test(s) collected: 1 passed, 0 failed, 1 skipped, 2 xfailed (expected to fail), in 2.0s"),
+    ({"t::a": "passed", "t::b": "failed", "t::c": "skipped"},
+     "3 test(s) collected: 1 passed, 1 failed, 1 skipped, in 2.0s"),
+])
+def test_the_tests_sentence_says_expected_failures_apart_from_skips(outcomes: dict[str, Any],
+                                                                    said: str) -> None:
+    run = TestsRun(exit_code=0, timed_out=False, duration=2.0, collected=list(outcomes),
+                   outcomes=outcomes)
+    assert sentence_of(run, 2.0, 3).startswith(said + ";")

@@ -162,8 +162,12 @@ def tests_sentence(tests: TestsRun, seconds: float, flaky_runs: int) -> str:
     collected = len(tests.collected) if tests.collected is not None else len(
         tests.outcomes or {})
     counts = tests.summary()
+    # The verdict counts an expected failure as skipped; said apart, the numbers match pytest's.
+    xfailed = tests.count("xfailed")
+    skipped = f"{counts['skipped'] - xfailed} skipped" + (
+        f", {xfailed} xfailed (expected to fail)" if xfailed else "")
     return (f"{collected} test(s) collected: {counts['passed']} passed, {counts['failed']} "
-            f"failed, {counts['skipped']} skipped, in {seconds_text(seconds)}; a run tests "
+            f"failed, {skipped}, in {seconds_text(seconds)}; a run tests "
             f"the baseline {flaky_runs} time(s) before its first candidate")
 
 

@@ -47,7 +47,8 @@ class TestsRun(_Strict):
     """Collectors skipped while collecting (a module-level `pytest.importorskip`): no test ids,
     one JUnit case each."""
     collection_errors: dict[str, str] = Field(default_factory=dict, max_length=100_000)
-    """Collectors that failed while collecting (an import error), with pytest's last line."""
+    """Collectors that failed while collecting (an import error), each with the line of
+    pytest's report that names the exception."""
     tampered: str | None = Field(default=None, max_length=2_000)
     """Why the run's evidence contradicts itself (the harness then reports no outcomes)."""
     leftover_processes: int = 0
