@@ -18,8 +18,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEX
 _CHUNK = 1 << 20
 
 
-def copy_tree(src: str, dst: str, *, readonly: bool) -> None:
-    """Copy the directories, regular files and symlinks under `src` into a new `dst`.
+def copy_tree(src: str, dst: str, *, readonly: bool, skip: frozenset[str] = frozenset()) -> None:
+    """Copy the directories, regular files and symlinks under `src` into a new `dst`, leaving
+    out every entry named in `skip`.
 
     Modes are normalised (0755 directories, 0644 or 0755 files), so a baseline and a candidate
     copied the same way differ in content only. `readonly` marks files and directories
@@ -33,6 +34,8 @@ def copy_tree(src: str, dst: str, *, readonly: bool) -> None:
         source, target = stack.pop()
         with os.scandir(source) as entries:
             for entry in entries:
+                if entry.name in skip:
+                    continue
                 out = os.path.join(target, entry.name)
                 if entry.is_symlink():
                     os.symlink(os.readlink(entry.path), out)

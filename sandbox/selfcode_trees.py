@@ -16,6 +16,9 @@ from typing import Any
 import selfcode_files as files
 from selfcode_proc import HarnessError
 
+# The judge's bytecode (selfcode_install.py precompiles every sealed tree) stays out of copies.
+PYCACHE = frozenset({"__pycache__"})
+
 
 def _checked(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\0" in name:
@@ -71,8 +74,12 @@ class RunDir:
         os.rmdir(self.path)
 
     def copy_of(self, tree: str, name: str = "tree") -> str:
+        """A writable copy of `tree` owned by the candidate uid, without the judge's bytecode:
+        what the candidate's processes see of the tree is the repository's files (a test that
+        lists or reads its own tree must not meet __pycache__), and nothing timed runs here."""
         work = os.path.join(self.path, name)
-        problem = self.guard.as_candidate(lambda: files.copy_tree(tree, work, readonly=False))
+        problem = self.guard.as_candidate(
+            lambda: files.copy_tree(tree, work, readonly=False, skip=PYCACHE))
         if problem:
             raise HarnessError(f"could not copy the tree as the candidate uid: {problem}")
         return work

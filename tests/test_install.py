@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
+import json
 import py_compile
 import re
+import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
@@ -25,6 +27,8 @@ from selfcode.resources import harness_dir
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.local import LocalSandbox
 from selfcode.sandbox.trees import Trees
+
+from repos import make_repo
 
 pytest_plugins = ["docker_util"]
 
@@ -221,3 +225,30 @@ def test_precompiled_trees_cut_a_short_import_heavy_benchmark(sandbox: Sandbox) 
     print(f"instructions: {counts}, precompiled/in-memory = {ratio:.3f}")
     assert ratio < 0.6, counts
 
+
+
+def test_the_tests_see_the_repositorys_files_not_the_judges_bytecode(tmp_path: Path) -> None:
+    """Sealed trees are precompiled for the benchmarks; a test that reads its own tree (as
+    selfcode's own corpus tests do) must still meet only the repository's files."""
+    repo = make_repo(tmp_path / "walk", {
+        "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["src"]\n',
+        "src/walk/__init__.py": "def one():\n    return 1\n",
+        "tests/test_walk.py": (
+            "from pathlib import Path\n\nfrom walk import one\n\n\n"
+            "def test_every_file_is_text():\n"
+            "    root = Path(__file__).resolve().parents[1]\n"
+            "    for path in root.rglob('*'):\n"
+            "        assert '__pycache__' not in path.parts, path\n"
+            "        if path.is_file():\n"
+            "            path.read_text('utf-8')\n"
+            "    assert one() == 1\n"),
+    })
+    patch = tmp_path / "neutral.diff"
+    patch.write_text("--- a/src/walk/__init__.py\n+++ b/src/walk/__init__.py\n@@ -1,2 +1,3 @@\n"
+                     "+# one\n def one():\n     return 1\n")
+    proc = subprocess.run([sys.executable, "-m", "selfcode", "eval", str(repo), "--patch",
+                           str(patch), "--sandbox", "local", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    verdict = json.loads(proc.stdout)
+    assert verdict["tests"]["baseline"]["failed"] == 0, verdict["reasons"]
+    assert verdict["tests"]["candidate"]["failed"] == 0, verdict["reasons"]
