@@ -57,7 +57,7 @@ TWO = {
                            "        if i % 2 == 0:\n            count += 1\n    return count\n",
     "benchmarks/bench_work.py": "from rowlib.evens import evens\nfrom rowlib.squares import "
                                 "squares\n\nfor _ in range(20):\n"
-                                "    print(squares(20_000), evens(20_000))\n",
+                                "    print(squares(60_000), evens(20_000))\n",
     "tests/test_work.py": "from rowlib.evens import evens\n\n\ndef test_evens():\n"
                           "    assert evens(5) == 3\n",
 }
