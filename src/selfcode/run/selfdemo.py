@@ -60,10 +60,14 @@ def prepare_self_demo_repo(source: Path, target: Path | None = None) -> tuple[Pa
     (repo / "selfcode.toml").write_text(_demo_config(pyproject.read_text("utf-8")), "utf-8")
     replay = repo.parent / f"{repo.name}.{SELF_DEMO_REPLAY}"
     shutil.copyfile(Path(__file__).with_name(SELF_DEMO_REPLAY), replay)
-    for args in (["init", "-q"], ["add", "-A"],
-                 ["commit", "-q", "-m", "selfcode's own source, configured for the self demo"]):
+    commit_demo_repo(repo, "selfcode's own source, configured for the self demo")
+    return repo, replay
+
+
+def commit_demo_repo(repo: Path, message: str) -> None:
+    """Make `repo` a git repository whose one commit holds all its files (both demos)."""
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", message]):
         subprocess.run(["git", "-c", "user.name=selfcode demo", "-c",
                         "user.email=demo@selfcode.local", "-c", "init.defaultBranch=main",
                         "-c", "core.hooksPath=/dev/null", *args],
                        cwd=repo, check=True, capture_output=True)
-    return repo, replay

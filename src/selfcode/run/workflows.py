@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -47,6 +46,7 @@ from selfcode.run.resume import (
     summarize,
     sweep_dead_runs,
 )
+from selfcode.run.selfdemo import commit_demo_repo
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.factory import backend_facts, baseline_dependencies, open_sandbox
 from selfcode.sandbox.results import ProfileRun
@@ -345,12 +345,5 @@ def prepare_demo_repo(target: Path | None = None) -> tuple[Path, Path]:
                     ignore=shutil.ignore_patterns(DEMO_REPLAY, "__pycache__", "*.pyc"))
     replay = repo.parent / f"{repo.name}.{DEMO_REPLAY}"
     shutil.copyfile(source / DEMO_REPLAY, replay)
-    git: Callable[..., object] = lambda *args: subprocess.run(  # noqa: E731
-        ["git", "-c", "user.name=selfcode demo", "-c", "user.email=demo@selfcode.local",
-         "-c", "init.defaultBranch=main", "-c", "core.hooksPath=/dev/null", *args],
-        cwd=repo, check=True, capture_output=True,
-    )
-    git("init", "-q")
-    git("add", "-A")
-    git("commit", "-q", "-m", "The slow example library")
+    commit_demo_repo(repo, "The slow example library")
     return repo, replay
