@@ -60,7 +60,7 @@ from selfcode_proc import (
 )
 
 # The equivalence check reaches these through this module too.
-from selfcode_trees import RunDir, base_env, site_path, tree_path
+from selfcode_trees import RunDir, base_env, git_env, site_path, tree_path
 
 NONCE_ENV = "SELFCODE_REPORT_NONCE"
 STREAM_ENV = "SELFCODE_STREAM_FD"
@@ -96,9 +96,7 @@ def cmd_apply(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
     """Apply a diff to a copy of a tree, as the candidate uid, then seal the result."""
     with RunDir(guard) as run:
         work = run.copy_of(tree_path(guard, args.base))
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
-        env.update(HOME=run.path, GIT_CEILING_DIRECTORIES=run.path, GIT_CONFIG_NOSYSTEM="1",
-                   GIT_CONFIG_GLOBAL=os.devnull)
+        env = git_env(run.path)
         try:
             proc = subprocess.run(
                 ["git", "apply", "--whitespace=nowarn", os.path.abspath(args.diff)], cwd=work,

@@ -19,6 +19,7 @@ from typing import Any
 
 import selfcode_files as files
 from selfcode_proc import HarnessError, run_measured
+from selfcode_trees import git_env
 
 STDOUT_KEEP = 256 * 1024
 _GIT_IDENTITY = {"GIT_AUTHOR_NAME": "selfcode canary", "GIT_AUTHOR_EMAIL": "canary@selfcode.local",
@@ -35,9 +36,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _git_repo(guard: Any, repo: str, home: str, timeout: float) -> None:
     """Make `repo` a git repository with one commit, as the candidate uid."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
-    env.update(HOME=home, GIT_CEILING_DIRECTORIES=os.path.dirname(repo),
-               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, **_GIT_IDENTITY)
+    env = {**git_env(home), **_GIT_IDENTITY}  # `repo` lies directly in `home`, the run dir
     for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
                  ["git", "commit", "-q", "--no-verify", "-m", "canary fixture"]):
         try:

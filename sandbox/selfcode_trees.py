@@ -16,6 +16,16 @@ from typing import Any
 import selfcode_files as files
 from selfcode_proc import HarnessError
 
+
+def git_env(run_path: str) -> dict[str, str]:
+    """For git run as the candidate in a run directory: that directory is its home and its
+    ceiling, and no system or global configuration is read."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
+    env.update(HOME=run_path, GIT_CEILING_DIRECTORIES=run_path, GIT_CONFIG_NOSYSTEM="1",
+               GIT_CONFIG_GLOBAL=os.devnull)
+    return env
+
+
 # The judge's bytecode (selfcode_install.py precompiles every sealed tree) stays out of copies.
 PYCACHE = frozenset({"__pycache__"})
 
