@@ -11,6 +11,7 @@ import contextlib
 import json
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -58,7 +59,11 @@ class History:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            # One connection shared by the run's threads (several candidates in flight), each
+            # use under `_lock`: sqlite3 allows that once check_same_thread is off.
+            self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+                                       check_same_thread=False)
+            self._lock = threading.RLock()
         except (OSError, sqlite3.Error) as exc:
             raise SelfcodeError(f"Cannot open the history database {self.path}: {exc}.") from exc
         try:
@@ -114,21 +119,24 @@ class History:
 
     def _write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> sqlite3.Cursor:
         # Autocommit connection: each statement is its own transaction, durable on return.
-        return self._db.execute(sql, params)
+        with self._lock:
+            return self._db.execute(sql, params)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """Several statements committed together, or not at all."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        """Several statements committed together, or not at all (no other thread's between)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return list(self._db.execute(sql, params))
+        with self._lock:
+            return list(self._db.execute(sql, params))
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -237,17 +245,18 @@ class History:
 
     def exchanges(self, run_id: str) -> list[ExchangeRow]:
         """The run's exchanges in the order they happened, each with its messages in full."""
-        rows = self._rows("SELECT * FROM exchanges WHERE run_id = ? ORDER BY id", (run_id,))
-        pieces = texts.fetch(self._db, (i for row in rows for i in texts.ids_of(
-            row["prompt_json"])))
+        with self._lock:
+            rows = self._rows("SELECT * FROM exchanges WHERE run_id = ? ORDER BY id",
+                              (run_id,))
+            pieces = texts.fetch(self._db, (i for row in rows for i in texts.ids_of(
+                row["prompt_json"])))
         return [ExchangeRow.from_db(row, texts.decode(row["prompt_json"], pieces))
                 for row in rows]
 
     def total_cost(self, run_id: str) -> float:
         """What the run's model calls cost, in USD (exchanges with unknown cost count as 0)."""
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM exchanges WHERE run_id = ?", (run_id,)
-        ).fetchone()
+        row = self._rows(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM exchanges WHERE run_id = ?", (run_id,))[0]
         return float(row[0])
 
     def add_event(
@@ -272,8 +281,8 @@ class History:
                     (_dumps(dict(settings)), run_id))
 
     def run_settings(self, run_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT settings_json FROM runs WHERE id = ?",
-                               (run_id,)).fetchone()
+        rows = self._rows("SELECT settings_json FROM runs WHERE id = ?", (run_id,))
+        row = rows[0] if rows else None
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
     def running_runs(self) -> list[str]:
