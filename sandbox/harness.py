@@ -7,13 +7,15 @@ harness's environment (SELFCODE_REPORT_NONCE, which no candidate process can rea
 
     python harness.py seal  OPTIONS --src DIR --tree NAME [--drop NAME]...
     python harness.py apply OPTIONS --base NAME --tree NAME --diff FILE [--timeout S]
-    python harness.py tests OPTIONS --tree NAME [--timeout S] [-- PYTEST ARGS...]
+    python harness.py tests OPTIONS --tree NAME [--timeout S] [--coverage | --select FILE]
+                                    [-- PYTEST ARGS...]
     python harness.py bench OPTIONS --a NAME --b NAME --spec JSON [--pairs N] [--seed N]
                                     [--timeout S] [--metric cpu_time|instructions]
     python harness.py probe OPTIONS
     python harness.py equiv OPTIONS --a NAME --b NAME --spec JSON [--timeout S]
     python harness.py profile OPTIONS --tree NAME --spec JSON [--timeout S]
     python harness.py canary OPTIONS --tree NAME --fixture DIR --diff FILE [--timeout S]
+    python harness.py imports OPTIONS --a NAME --b NAME --paths JSON [--timeout S]
 
     OPTIONS: --judge-dir DIR [--user UID:GID] [--fresh DIR]... [--cpu-meter cgroup|rusage]
 
@@ -43,6 +45,7 @@ import sys
 from typing import Any
 
 import selfcode_canary
+import selfcode_cascade
 import selfcode_equiv
 import selfcode_files as files
 import selfcode_guest as guest
@@ -126,17 +129,21 @@ def cmd_tests(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
         env = base_env(work, site_path(guard, args.tree))
         env["PYTHONPATH"] = os.pathsep.join([HARNESS_DIR, env["PYTHONPATH"]])
         env[STREAM_ENV] = str(STREAM_FD)
+        # The cascade's options: the baseline's coverage map, or a selection (-x).
+        extras = selfcode_cascade.TestExtras(args, run.path, env)
         argv = [
-            sys.executable, "-m", "pytest", "-p", "selfcode_pytest_plugin",
+            sys.executable, "-m", "pytest", "-p", "selfcode_pytest_plugin", *extras.argv,
             "-p", "no:cacheprovider", f"--junitxml={junit_file}", "-o", "junit_family=xunit2",
             "-q", *args.pytest_args,
         ]  # fmt: skip
         read_end, write_end = os.pipe()
         try:
             result = run_measured(guard, argv, work, env, args.timeout,
-                                  pass_fds={STREAM_FD: write_end}, drain=[read_end])
+                                  pass_fds={STREAM_FD: write_end, **extras.pass_fds},
+                                  drain=[read_end, *extras.drain])
         finally:
             os.close(read_end)
+            extras.close()
         # Read only now: every candidate process is dead, none can rewrite it any more.
         junit = parse_junit(files.read_regular(junit_file, JUNIT_LIMIT))
     stream = parse_stream(result.streams.get(read_end, b""))
@@ -157,6 +164,7 @@ def cmd_tests(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
         "leftover_processes": result.leftovers,
         "output_tail": result.stdout[-TAIL_BYTES:].decode("utf-8", "replace"),
         "stderr_tail": result.stderr_tail,
+        **extras.report(result.streams, None if tampered else stream.collected),
     }
 
 
@@ -315,6 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--diff", required=True)
     tests = sub.add_parser("tests", parents=[common])
     tests.add_argument("--tree", required=True)
+    selfcode_cascade.add_options(tests)
     tests.add_argument("pytest_args", nargs="*")
     bench = sub.add_parser("bench", parents=[common])
     bench.add_argument("--a", required=True)
@@ -329,6 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument("--spec", required=True)
     selfcode_equiv.add_parser(sub, common)
     selfcode_canary.add_parser(sub, common)
+    selfcode_cascade.add_parser(sub, common)
     return parser
 
 
@@ -348,6 +358,8 @@ COMMANDS = {"seal": cmd_seal, "apply": cmd_apply, "tests": cmd_tests, "bench": c
 COMMANDS["equiv"] = lambda args, guard: selfcode_equiv.cmd_equiv(args, guard, sys.modules[__name__])
 COMMANDS["canary"] = lambda args, guard: selfcode_canary.cmd_canary(args, guard,
                                                                   sys.modules[__name__])
+COMMANDS["imports"] = lambda args, guard: selfcode_cascade.cmd_imports(args, guard,
+                                                                     sys.modules[__name__])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,11 @@ class GateConfig(BaseModel):
     equivalence_seed: int = 0
     metric_command: str | None = None
     metric_direction: Literal["max", "min"] = "max"
+    # The cascade (gate/cascade.py): the tests that exercise a candidate's changed files run
+    # first, alone, with -x (from a coverage map recorded once per baseline), unless they are
+    # more than this share of the suite. They can only reject earlier; the full suite decides.
+    select_tests: bool = True
+    select_max_share: float = Field(default=0.5, gt=0, le=1)
     # Extra arguments for the judged pytest run (e.g. ["tests/unit"]); the harness always runs
     # pytest itself, since the JUnit report and the collected ids come from it.
     pytest_args: list[str] = Field(default_factory=list)

@@ -23,6 +23,7 @@ from selfcode.errors import (
     SandboxError,
 )
 from selfcode.gate.canary import Corpus, load_corpus, run_canary
+from selfcode.gate.cascade import Cascade, Step
 from selfcode.gate.config import GateConfig
 from selfcode.gate.equivalence import Plan
 from selfcode.gate.equivalence import reasons as equivalence_reasons
@@ -117,6 +118,7 @@ class Judge:
         self.promote = True
         self._corpus: Corpus | None = None
         self._canary_stage: tuple[str, dict[str, str]] | None = None
+        self.cascade = Cascade()  # its coverage map is the baseline's, recorded on first use
 
     def fork(self, sandbox: Sandbox, sandbox_start: float = 0.0) -> Judge:
         """The same judgement in another sandbox: same rules, noise floor and quarantine.
@@ -131,6 +133,7 @@ class Judge:
         twin.calibration = self.calibration
         twin.quarantined = set(self.quarantined)
         twin.promote = True  # the re-check is where an accepted self-candidate is promoted
+        twin.cascade = self.cascade  # kept only if its baseline is the same tree
         return twin
 
     def set_baseline(self, tar: bytes, runs: int = 1) -> TestsRun:
@@ -162,6 +165,7 @@ class Judge:
     def _load(self, tar: bytes) -> None:
         """The baseline on the host (its reading of patches) and in the sandbox."""
         self._baseline_tar = tar
+        self.cascade = self.cascade.for_baseline(tar)
         if self._police is None or self._police.goal != self.goal or self._police.tar != tar:
             if self._police is not None:
                 self._police.close()
@@ -266,11 +270,20 @@ class Judge:
             return done("rejected", [f"the candidate does not install: {applied.install_error}"],
                         summary)
 
+        # The cascade (gate/cascade.py): the changed modules' import, then the tests that
+        # exercise the changed files, alone and -x; they may reject early, never accept.
+        early = self.cascade.run(Step(self.trees, self.config, self._baseline_tests,
+                                      frozenset(self.quarantined), self.progress),
+                                 summary.files, timings)
+        if early.reasons:
+            return done("rejected", early.reasons, summary, tests=early.tests)
+
         self.progress("testing")
         t0 = time.perf_counter()
         cand_tests = self.trees.run_tests("b", self.config.pytest_args)
         timings["tests"] = round(time.perf_counter() - t0, 4)
         tests, reasons = judge_tests(self._baseline_tests, cand_tests, self.quarantined)
+        tests.selected = early.selected
         if cand_tests.leftover_processes and not self._baseline_tests.leftover_processes:
             reasons.append(f"the tests left {cand_tests.leftover_processes} processes running "
                            "after pytest exited")

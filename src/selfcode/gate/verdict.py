@@ -41,6 +41,9 @@ class TestsVerdict(BaseModel):
     fixed: list[str] = Field(default_factory=list)
     quarantined: list[str] = Field(default_factory=list)
     """Tests whose baseline outcome varied between runs: listed, and left out of the comparison."""
+    selected: int | None = None
+    """How many tests the cascade ran first, alone (gate/cascade.py); None: that stage was
+    skipped. A verdict it rejected has only those tests' comparison."""
 
 
 class BenchVerdict(BaseModel):

@@ -26,6 +26,7 @@ from itertools import count
 
 from selfcode.errors import JudgeReportError, SandboxError
 from selfcode.sandbox.base import ExecResult, Sandbox
+from selfcode.sandbox.coverage import CoverageReport, ImportsReport
 from selfcode.sandbox.results import (
     BenchReport,
     BenchRun,
@@ -136,20 +137,48 @@ class Trees:
             raise SandboxError("Could not reset the candidate tree in the sandbox"
                                + (f" ({report.install_error})." if report.install_error else "."))
 
-    def run_tests(self, side: str, pytest_args: list[str] | None = None) -> TestsRun:
-        """The tests of one tree; JudgeReportError when the run's evidence was tampered with."""
+    def run_tests(self, side: str, pytest_args: list[str] | None = None,
+                  select: list[str] | None = None) -> TestsRun:
+        """The tests of one tree; JudgeReportError when the run's evidence was tampered with.
+        `select`: only these node ids, stopping at the first failure (the cascade's stage)."""
+        options = []
+        if select is not None:
+            staged = self.sandbox.stage(f"selection-{next(self._names)}.txt",
+                                        "\n".join(select).encode("utf-8"))
+            options = ["--select", staged]
+        return self._tests(side, options, pytest_args, TestsReport)
+
+    def record_coverage(self, pytest_args: list[str] | None = None) -> CoverageReport | None:
+        """The baseline's tests once more, with the files each test executes
+        (`harness.py tests --coverage`); None when the run was killed or timed out."""
+        run = self._tests("a", ["--coverage"], pytest_args, CoverageReport)
+        return run if isinstance(run, CoverageReport) else None
+
+    def _tests(self, side: str, options: list[str], pytest_args: list[str] | None,
+               model: type[TestsReport]) -> TestsRun:
         args = ["--tree", "a" if side == "a" else "b", "--timeout", str(self.timeout),
-                "--", *(pytest_args or [])]
+                *options, "--", *(pytest_args or [])]
         result, nonce = self._run_harness("tests", args, self.timeout + _HARNESS_GRACE)
         if result.killed_reason and result.killed_reason != "timeout":
             return TestsRun(exit_code=-9, timed_out=False, duration=result.duration,
                             stderr_tail=f"killed: {result.killed_reason}")
         if result.timed_out:
             return TestsRun(exit_code=-9, timed_out=True, duration=result.duration)
-        report = parse_report(result, TestsReport, nonce)
+        report = parse_report(result, model, nonce)
         if report.tampered:
             raise JudgeReportError(f"tests: {report.tampered}")
+        if model is not TestsReport:
+            return report
         return TestsRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
+
+    def imports(self, paths: list[str]) -> ImportsReport:
+        """The changed modules among `paths` imported in the candidate tree, each that fails
+        also in the baseline's (`harness.py imports`, sandbox/selfcode_cascade.py)."""
+        args = ["--a", "a", "--b", "b", "--paths", json.dumps(paths),
+                "--timeout", str(self.timeout)]
+        report, _ = self._harness("imports", args, ImportsReport,
+                                  2 * self.timeout + _HARNESS_GRACE)
+        return report
 
     def run_benchmarks(self, spec: dict[str, list[str]], pairs: int, seed: int,
                        metric: str = "cpu_time", aa: bool = False) -> BenchRun:
