@@ -48,6 +48,51 @@ class LLMConfig(_Section):
     # Append every exchange (messages, reply, usage, model, latency) to this JSONL file, in the
     # format ReplayLLM replays.
     record: Path | None = None
+    # Where each model is asked when it is not at `base_url`: {"model-b": "http://host:8000/v1"}.
+    # HOST_ONLY like base_url: the key goes to these endpoints too.
+    endpoints: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_list(cls, value: object) -> object:
+        # "a, b,c" (a flag, SELFCODE_MODEL) or ["a", "b", "c"] (TOML) -> "a,b,c"; one name
+        # stays exactly as given.
+        if isinstance(value, list | tuple):
+            value = ",".join(str(name) for name in value)
+        if not isinstance(value, str) or "," not in value:
+            return value
+        names = [name.strip() for name in value.split(",")]
+        if not all(names):
+            raise ValueError(f"'{value}' has an empty model name; separate names with commas")
+        if len(set(names)) != len(names):
+            raise ValueError(f"'{value}' names a model twice")
+        return ",".join(names)
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoint_pairs(cls, value: object) -> object:
+        # SELFCODE_ENDPOINTS="a=http://h:1/v1 b=http://h:2/v1" and repeated --endpoint a=URL.
+        if isinstance(value, str):
+            value = value.replace(";", " ").split()
+        if not isinstance(value, list | tuple):
+            return value
+        pairs: dict[str, str] = {}
+        for item in value:
+            name, sep, url = str(item).partition("=")
+            if not sep or not name.strip() or not url.strip():
+                raise ValueError(f"'{item}' is not MODEL=URL")
+            pairs[name.strip()] = url.strip()
+        return pairs
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models `model` names, in its order (one for a single name)."""
+        return tuple(self.model.split(","))
+
+    def for_model(self, name: str) -> LLMConfig:
+        """This configuration for one of its models, at that model's endpoint."""
+        return self.model_copy(update={"model": name,
+                                       "base_url": self.endpoints.get(name, self.base_url)})
 
 
 class SandboxConfig(_Section):
@@ -116,6 +161,7 @@ class Settings(_Section):
 _ENV_KEYS: dict[str, tuple[str, str]] = {
     "SELFCODE_MODEL": ("llm", "model"),
     "SELFCODE_BASE_URL": ("llm", "base_url"),
+    "SELFCODE_ENDPOINTS": ("llm", "endpoints"),
     "SELFCODE_API_KEY_ENV": ("llm", "api_key_env"),
     "SELFCODE_LLM_TIMEOUT": ("llm", "timeout"),
     "SELFCODE_REPLAY": ("llm", "replay"),
@@ -156,6 +202,7 @@ _SHORTHANDS: dict[str, tuple[str, str]] = {
 # These come from the SELFCODE_* environment or the command line only.
 HOST_ONLY: dict[tuple[str, str], str] = {
     ("llm", "base_url"): "--base-url or SELFCODE_BASE_URL",
+    ("llm", "endpoints"): "--endpoint MODEL=URL or SELFCODE_ENDPOINTS",
     ("llm", "api_key_env"): "SELFCODE_API_KEY_ENV",
     ("llm", "record"): "--record",
     ("llm", "replay"): "--replay or SELFCODE_REPLAY",

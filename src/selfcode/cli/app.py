@@ -25,6 +25,7 @@ from selfcode.cli.common import (
     BudgetOpt,
     CiOpt,
     EditFormatOpt,
+    EndpointOpt,
     IterationsOpt,
     JsonOpt,
     JudgeMode,
@@ -126,6 +127,7 @@ def improve(
     iterations: IterationsOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
+    endpoint: EndpointOpt = None,
     sandbox: SandboxOpt = None,
     timeout: TimeoutOpt = None,
     budget_usd: BudgetOpt = None,
@@ -155,6 +157,7 @@ def improve(
         overrides = _overrides(
             agent__goal=goal, agent__iterations=iterations,
             agent__budget_usd=budget_usd, llm__model=model, llm__base_url=base_url,
+            llm__endpoints=endpoint or None,
             llm__replay=replay, sandbox__backend=sandbox, sandbox__timeout=timeout,
             gate__judge=_judge_of(judge), agent__max_tokens_total=max_tokens,
             agent__max_minutes=max_minutes, llm__edit_format=edit_format, llm__record=record,
@@ -301,6 +304,7 @@ def doctor(
     sandbox: SandboxOpt = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
+    endpoint: EndpointOpt = None,
     timeout: TimeoutOpt = None,
 ) -> None:
     """Check that improve will work (help: DOCTOR_HELP)."""
@@ -310,6 +314,7 @@ def doctor(
         from selfcode.report.console import ConsoleObserver
 
         overrides = _overrides(llm__base_url=base_url, llm__model=model,
+                               llm__endpoints=endpoint or None,
                                sandbox__backend=sandbox, sandbox__timeout=timeout)
         with ConsoleObserver(err) as observer:
             result = diagnose(path, overrides, observer, report=_print_check, profile=profile)

@@ -83,7 +83,13 @@ JudgeOpt = Annotated[
 # The options of `improve`: declared here, as the shared ones are, so that the command's
 # signature stays a list of names.
 IterationsOpt = Annotated[int | None, typer.Option(help="Candidates to try.", min=1)]
-ModelOpt = Annotated[str | None, typer.Option(help="Model name at the endpoint.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    help="Model name at the endpoint; a comma-separated list (a,b,c) lets a cost-aware bandit "
+         "choose the model for each candidate.")]
+EndpointOpt = Annotated[list[str] | None, typer.Option(
+    "--endpoint", metavar="MODEL=URL",
+    help="Where one model of --model is asked, when not at --base-url (repeatable; "
+         "SELFCODE_ENDPOINTS='a=URL b=URL').")]
 BaseUrlOpt = Annotated[str | None, typer.Option(
     help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for Ollama.")]
 BudgetOpt = Annotated[float | None, typer.Option(help="Stop once this much is spent.")]

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from selfcode.config import Settings, load_settings
 from selfcode.doctor.checks import Check, Report
-from selfcode.doctor.endpoint import endpoint_check
+from selfcode.doctor.endpoint import endpoint_checks
 from selfcode.doctor.estimate import Estimate
 from selfcode.doctor.machine import docker_checks, git_check, python_check
 from selfcode.run.events import Observer
@@ -43,7 +43,7 @@ def run_checks(path: Path, environ: Mapping[str, str] | None = None,
     loaded = settings
     steps: list[Callable[[], list[Check]]] = [
         lambda: [git_check(), python_check()], lambda: docker_checks(loaded),
-        lambda: [endpoint_check(loaded, environ)]]
+        lambda: endpoint_checks(loaded, environ)]
     checks: list[Check] = []
     for step in steps:
         for check in step():  # each reported as soon as it is made: some take seconds

@@ -20,6 +20,19 @@ NAME = "model endpoint"
 DOCTOR_TIMEOUT = 15.0  # seconds; a doctor that hangs for the run's long timeout helps nobody
 
 
+def endpoint_checks(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:
+    """One endpoint check per model of `--model a,b`, each at its own endpoint; one for one."""
+    models = settings.llm.models
+    if len(models) == 1:
+        return [endpoint_check(settings, environ)]
+    checks = []
+    for name in models:
+        one = settings.model_copy(update={"llm": settings.llm.for_model(name)})
+        check = endpoint_check(one, environ)
+        checks.append(check.model_copy(update={"name": f"{NAME} ({name})"}))
+    return checks
+
+
 def endpoint_check(settings: Settings, environ: Mapping[str, str] | None = None) -> Check:
     """Reachable or not, and if reachable, whether it answers a one-token request."""
     from selfcode.llm import EndpointUnreachable, OpenAILLM, RetriesExhausted

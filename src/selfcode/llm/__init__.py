@@ -12,6 +12,9 @@ split into small modules, each with one job; import the public names from here.
 * `PRICES`, `cost_of` (prices.py) say what a reply cost; an unknown model stays unpriced.
 * `ReplayLLM` (replay.py) plays a JSONL file back; `RecordingLLM` (recording.py) writes one.
 * `make_llm` (factory.py) builds the model a configuration asks for.
+* `ModelPool` (pool.py) holds the models of `--model a,b,c`, one client each, and chooses the
+  model of each candidate's conversation with the bandit of `search/bandit.py`; import it from
+  `selfcode.llm.pool`.
 * `ScriptedLLM`, `FunctionLLM`, `FakeClock` (fakes.py) are fakes for tests; import them from
   `selfcode.testing`, which is their public home.
 * text.py holds the two text helpers the modules above share.
