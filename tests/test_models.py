@@ -1,8 +1,9 @@
 """Several models (issue 13 item 6): `--model a,b,c`, each at its own endpoint (host-only),
-and a pool that chooses the model of each candidate with a cost-aware bandit.
+a pool that chooses the model of each candidate with a cost-aware bandit, and per-model
+requests, acceptances and cost in `show`, `show --json` and `report`.
 
 The real openai client against two tests/openai_server.py servers (two models at two base
-URLs).
+URLs); real git repositories and a real history.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from selfcode.cli.app import app
 from selfcode.config import LLMConfig, load_settings
 from selfcode.doctor.endpoint import endpoint_checks
 from selfcode.errors import ConfigError
+from selfcode.git.store import GitStore
+from selfcode.history.db import HISTORY_FILE, History
+from selfcode.history.rows import Exchange, ModelUsage
+from selfcode.history.views import ModelFigures, load_run, model_figures
 from selfcode.llm import RetriesExhausted
 from selfcode.llm.pool import ModelPool
 from selfcode.search.bandit import ModelStats
 from selfcode.testing import FunctionLLM
 
 from openai_server import Fault, OpenAIServer
+from repos import make_repo
 
 runner = CliRunner()
 KEY = {"OPENAI_API_KEY": "sk-test"}
@@ -233,3 +239,118 @@ def test_a_resumed_pool_starts_from_the_history() -> None:
                   "gone": ModelStats(requests=9, accepted=9, cost_usd=1.0)})
     assert pool.stats() == {"a": ModelStats(requests=4, accepted=1, unpriced=4),
                             "b": ModelStats()}
+
+
+# --- per-model figures -----------------------------------------------------------------------
+
+
+def _usage(n: int | None, model: str, exchanges: int, last_id: int, cost: float = 0.0,
+           unpriced: int = 0) -> ModelUsage:
+    return ModelUsage(n=n, model=model, exchanges=exchanges, cost_usd=cost, unpriced=unpriced,
+                      last_id=last_id)
+
+
+@pytest.mark.parametrize("usage, statuses, legacy, expected", [
+    ([], {}, False, []),
+    # A candidate counts for the model of its last exchange; requests count every exchange.
+    ([_usage(1, "a", 1, 1, 0.5), _usage(1, "b", 2, 3, 0.25)], {1: "accepted"}, False,
+     [ModelFigures(model="b", candidates=1, requests=2, accepted=1, cost_usd=0.25),
+      ModelFigures(model="a", candidates=0, requests=1, accepted=0, cost_usd=0.5)]),
+    # One unpriced reply makes the model's cost unknown; exchanges outside candidates count.
+    ([_usage(1, "a", 2, 2, 0.5, unpriced=1), _usage(None, "a", 1, 3, 0.1),
+      _usage(2, "b", 1, 4)], {1: "rejected", 2: "accepted"}, False,
+     [ModelFigures(model="a", candidates=1, requests=3, accepted=0, cost_usd=None, unpriced=1),
+      ModelFigures(model="b", candidates=1, requests=1, accepted=1, cost_usd=0.0)]),
+    # A run recorded before unpriced replies were NULL: a model that cost $0 was unpriced.
+    ([_usage(1, "a", 1, 1)], {1: "accepted"}, True,
+     [ModelFigures(model="a", candidates=1, requests=1, accepted=1, cost_usd=None)]),
+])
+def test_model_figures(usage, statuses, legacy, expected) -> None:
+    assert model_figures(usage, statuses, legacy) == expected
+
+
+def _record_run(repo: Path, pool: ModelPool, rng: random.Random) -> tuple[str, dict[str, int]]:
+    """A run of four candidates, recorded as the loop records them; how many were each
+    model's."""
+    store = GitStore(repo)
+    chosen: dict[str, int] = {}
+    with History(store.state_dir() / HISTORY_FILE) as history:
+        run_id = "20260101-000000-ab12"
+        history.start_run(run_id, str(repo), store.head_commit(), f"selfcode/{run_id}",
+                          "faster", ",".join(pool.models), "local")
+        for n in range(1, 5):
+            history.add_candidate(run_id, n, store.head_commit())
+            llm = pool.choose(rng)
+            for turn in range(2 if n == 2 else 1):  # candidate 2 needed a repair turn
+                reply = llm.complete([*ASK, {"role": "user", "content": f"try {n}.{turn}"}])
+                history.add_exchange(Exchange(
+                    run_id=run_id, candidate_n=n, turn=turn, model=llm.model, messages=ASK,
+                    reply=reply.text, prompt_tokens=reply.usage.prompt_tokens,
+                    completion_tokens=reply.usage.completion_tokens,
+                    cost_usd=reply.cost_usd if reply.priced else None,
+                    latency_s=reply.latency_s))
+            ok = n % 2 == 0
+            pool.settle(llm.model, ok)
+            chosen[llm.model] = chosen.get(llm.model, 0) + 1
+            history.update_candidate(run_id, n, status="accepted" if ok else "rejected",
+                                     rationale=f"candidate {n}")
+        history.finish_run(run_id, "finished", {"cost_known": False})
+    store.close()
+    return run_id, chosen
+
+
+def test_show_and_report_give_each_models_requests_accepted_and_cost(
+        tmp_path: Path, two_servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SELFCODE_HOME", raising=False)
+    alpha, beta = two_servers
+    alpha.script(*["alpha says"] * 5)
+    beta.script(*["beta says"] * 5)
+    repo = make_repo(tmp_path / "repo", {"lib.py": "x = 1\n"})
+    pool = _pool(_config(alpha, beta))
+    run_id, chosen = _record_run(repo, pool, random.Random(2))
+    stats = pool.stats()
+    assert set(chosen) == {"alpha", "beta"}, "the seed should have tried both models"
+
+    shown = runner.invoke(app, ["show", run_id, str(repo), "--json"])
+    assert shown.exit_code == 0, shown.output
+    models = {m["model"]: m for m in json.loads(shown.stdout)["models"]}
+    assert set(models) == {"alpha", "beta"}
+    for name, figures in models.items():
+        asked = len((alpha if name == "alpha" else beta).requests)
+        assert figures["requests"] == asked == stats[name].requests
+        assert figures["candidates"] == chosen[name]
+        assert figures["accepted"] == stats[name].accepted
+    assert sum(m["accepted"] for m in models.values()) == 2  # candidates 2 and 4
+    assert models["alpha"]["cost_usd"] == pytest.approx(stats["alpha"].cost_usd)
+    assert models["beta"]["cost_usd"] is None
+    # What --resume gives the pool back is what the pool knew.
+    store = GitStore(repo)
+    with History(store.state_dir() / HISTORY_FILE) as history:
+        figures = load_run(history, run_id).models
+    store.close()
+    assert {f.model: f.stats() for f in figures} == stats
+
+    text = runner.invoke(app, ["show", run_id, str(repo)], terminal_width=200).stdout
+    assert "requests" in text and "unpriced" in text
+    markdown = runner.invoke(app, ["report", run_id, str(repo)]).stdout
+    beta_row = (f"| beta | {models['beta']['candidates']} | {models['beta']['requests']} | "
+                f"{models['beta']['accepted']} | unpriced |")
+    assert "### Models\n\n| model | candidates | requests | accepted | cost |" in markdown
+    assert beta_row in markdown
+    html = runner.invoke(app, ["report", run_id, str(repo), "--format", "html"]).stdout
+    assert "<h2>Models</h2>" in html and "<td>unpriced</td>" in html
+
+
+def test_a_run_of_one_model_has_its_figures_but_no_models_table(
+        tmp_path: Path, openai_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SELFCODE_HOME", raising=False)
+    openai_server.script(*["solo says"] * 5)
+    repo = make_repo(tmp_path / "repo", {"lib.py": "x = 1\n"})
+    config = load_settings(None, {"llm": {"model": "solo", "base_url": openai_server.base_url,
+                                          "prices": {"solo": {"input": 1, "output": 1}}}},
+                           environ={}).llm
+    run_id, _ = _record_run(repo, _pool(config), random.Random(0))
+    shown = json.loads(runner.invoke(app, ["show", run_id, str(repo), "--json"]).stdout)
+    assert [(m["model"], m["candidates"], m["requests"], m["accepted"]) for m in
+            shown["models"]] == [("solo", 4, 5, 2)]
+    assert "### Models" not in runner.invoke(app, ["report", run_id, str(repo)]).stdout

@@ -33,6 +33,7 @@ from selfcode.history.rows import (
     EventRow,
     Exchange,
     ExchangeRow,
+    ModelUsage,
     ReviewRow,
     RunRow,
 )
@@ -302,6 +303,18 @@ class History:
             (run_id,),
         )
         return {int(row["n"]): CandidateUsage.from_db(row) for row in rows}
+
+    def model_usage(self, run_id: str) -> list[ModelUsage]:
+        """Per candidate and model: the exchanges, their priced cost, how many had no price,
+        and the id of the latest (a candidate belongs to the model of its last exchange)."""
+        rows = self._rows(
+            "SELECT candidate_n AS n, model, COUNT(*) AS exchanges,"
+            " COALESCE(SUM(cost_usd), 0.0) AS cost_usd, COUNT(*) - COUNT(cost_usd) AS unpriced,"
+            " MAX(id) AS last_id"
+            " FROM exchanges WHERE run_id = ? GROUP BY candidate_n, model ORDER BY last_id",
+            (run_id,),
+        )
+        return [ModelUsage.from_db(row) for row in rows]
 
     # -- review -----------------------------------------------------------------------------
 

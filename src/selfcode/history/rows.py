@@ -147,3 +147,15 @@ class CandidateUsage(_Columns):
     cost_usd: float  # of the priced replies
     latency_s: float
     unpriced: int = 0  # replies from a model without a price: their cost is unknown
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelUsage(_Columns):
+    """What one model's calls took for one candidate (or outside any: `n` None)."""
+
+    n: int | None
+    model: str
+    exchanges: int
+    cost_usd: float  # of the priced replies
+    unpriced: int  # replies without a price: their cost is unknown
+    last_id: int  # the latest of these exchanges: a candidate's model is its last one's

@@ -16,7 +16,8 @@ from selfcode.git.archive import candidate_ref
 from selfcode.git.commits import title_of
 from selfcode.git.store import GitStore
 from selfcode.history.db import History
-from selfcode.history.rows import CandidateUsage, ReviewRow
+from selfcode.history.rows import CandidateUsage, ModelUsage, ReviewRow
+from selfcode.search.bandit import ModelStats
 
 
 class Usage(BaseModel):
@@ -28,6 +29,27 @@ class Usage(BaseModel):
     latency_s: float = 0.0
     priced: bool = True
     """False when some reply had no price: `cost_usd` then counts only the priced ones."""
+
+
+class ModelFigures(BaseModel):
+    """One model's share of a run (`--model a,b,c`): what it was asked and what it earned."""
+
+    model: str
+    candidates: int = 0
+    """Candidates whose last exchange was with this model."""
+    requests: int = 0
+    """Exchanges with it (first requests and repair turns, failed ones included)."""
+    accepted: int = 0
+    cost_usd: float | None = 0.0
+    """None when some reply had no price: the cost is unknown, not zero."""
+    unpriced: int = 0
+    """Replies without a price."""
+
+    def stats(self) -> ModelStats:
+        """What the model bandit knew of this model (`ModelPool.restore`, on --resume); an
+        unknown cost counts only through `unpriced`."""
+        return ModelStats(requests=self.requests, accepted=self.accepted,
+                          cost_usd=self.cost_usd or 0.0, unpriced=self.unpriced)
 
 
 class Review(BaseModel):
@@ -83,6 +105,8 @@ class RunView(BaseModel):
     cost_known: bool = True
     """False when some reply had no price, so `cost_usd` is not the whole cost."""
     tokens: int = 0
+    models: list[ModelFigures] = Field(default_factory=list)
+    """Per model: candidates, requests, accepted and cost, busiest first."""
 
     def candidate(self, n: int) -> CandidateView:
         for cand in self.candidates:
@@ -162,6 +186,33 @@ def _usage(row: CandidateUsage | None, legacy_unpriced: bool) -> Usage:
     return usage
 
 
+def model_figures(usage: list[ModelUsage], statuses: dict[int, str],
+                  legacy_unpriced: bool = False) -> list[ModelFigures]:
+    """Each model's requests, cost, candidates and accepted candidates, from the exchanges.
+
+    A candidate counts for the model of its last exchange (the one whose reply was judged);
+    `statuses` are the candidates' statuses by number. `legacy_unpriced` as for `_usage`: a
+    run recorded before unpriced replies were NULL, whose model cost $0, was unpriced.
+    """
+    figures: dict[str, ModelFigures] = {}
+    last: dict[int, ModelUsage] = {}
+    for row in usage:
+        fig = figures.setdefault(row.model, ModelFigures(model=row.model))
+        fig.requests += row.exchanges
+        fig.unpriced += row.unpriced
+        if fig.cost_usd is not None:  # once unknown, it stays unknown
+            fig.cost_usd = None if row.unpriced else fig.cost_usd + row.cost_usd
+        if row.n is not None and (row.n not in last or last[row.n].last_id < row.last_id):
+            last[row.n] = row
+    for n, row in last.items():
+        figures[row.model].candidates += 1
+        figures[row.model].accepted += statuses.get(n) == "accepted"
+    for fig in figures.values():
+        if legacy_unpriced and fig.cost_usd == 0:
+            fig.cost_usd = None
+    return sorted(figures.values(), key=lambda f: (-f.requests, f.model))
+
+
 def load_run(history: History, run_id: str, store: GitStore | None = None) -> RunView:
     run = history.run(run_id)
     if run is None:
@@ -208,4 +259,6 @@ def load_run(history: History, run_id: str, store: GitStore | None = None) -> Ru
             view.accepted += 1
         if cand.on_branch:
             view.best_speedup = best_speedup(view.best_speedup, cand.speedup)
+    view.models = model_figures(history.model_usage(run_id),
+                                {c.n: c.status for c in view.candidates}, legacy_unpriced)
     return view

@@ -17,8 +17,10 @@ from rich.text import Text
 from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.report.markdown import (
+    MODEL_COLUMNS,
     equivalence_sentence,
     headline,
+    model_cells,
     outcome_cell,
     speed_cell,
     tests_sentence,
@@ -178,6 +180,13 @@ def print_run(console: Console, view: RunView) -> None:
         table.add_row(str(c.n), f"[{style}]{c.status}[/]", esc(c.title), speed_cell(c), tests,
                       c.review.decision if c.review else "")
     console.print(table)
+    if len(view.models) > 1:
+        models = Table(title_justify="left")
+        for column in MODEL_COLUMNS:
+            models.add_column(column, overflow="fold")
+        for fig in view.models:
+            models.add_row(*(esc(cell) for cell in model_cells(fig)))
+        console.print(models)
     console.print(f"[dim]selfcode show {view.run_id}/N for one candidate[/]", highlight=False)
 
 

@@ -9,9 +9,11 @@ from selfcode.gate.verdict import Verdict
 from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
 from selfcode.report.markdown import (
+    MODEL_COLUMNS,
     equivalence_sentence,
     first_reason,
     headline,
+    model_cells,
     outcome_cell,
     speed_cell,
     tests_sentence,
@@ -118,6 +120,16 @@ def _hotspots(profile: ProfileRun | None) -> list[str]:
             *(f"<p>{escape(n)}</p>" for n in notes(profile))]
 
 
+def _models(view: RunView) -> list[str]:
+    """The per-model table of a run that asked several models; nothing for one."""
+    if len(view.models) < 2:
+        return []
+    head = "".join(f"<th>{escape(c)}</th>" for c in MODEL_COLUMNS)
+    cells = ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in model_cells(f)) + "</tr>"
+             for f in view.models]
+    return ["<h2>Models</h2>", f"<table><tr>{head}</tr>", *cells, "</table>"]
+
+
 def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
     """The report; `profile`: the baseline's hotspots, shown after the candidates' table."""
     kept = view.on_branch
@@ -148,6 +160,7 @@ def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
         "<table><tr><th>#</th><th>status</th><th>change</th><th>speed</th>"
         "<th>tests p/f/s</th><th>files</th><th>why not on the branch</th><th>review</th></tr>",
         *rows, "</table>",
+        *_models(view),
         *_hotspots(profile),
     ]
     for cand in kept:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape as _html_text
 
 from selfcode.gate.verdict import Verdict
-from selfcode.history.views import CandidateView, RunView, tests_cell
+from selfcode.history.views import CandidateView, ModelFigures, RunView, tests_cell
 from selfcode.prompt.context import clip
 from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
 from selfcode.report.plots import series_of, single_run_note, text_plot
@@ -66,6 +66,25 @@ def usage_sentence(cand: CandidateView) -> str:
     u = cand.usage
     return (f"{u.model or 'model unknown'}, {u.exchanges} exchange(s), "
             f"{u.prompt_tokens + u.completion_tokens:,} tokens, {fmt_cost(u.cost_usd, u.priced)}")
+
+
+MODEL_COLUMNS = ("model", "candidates", "requests", "accepted", "cost")
+
+
+def model_cells(fig: ModelFigures) -> tuple[str, ...]:
+    """One model's row of the per-model table; its cost reads 'unpriced' when unknown."""
+    cost = "unpriced" if fig.cost_usd is None else fmt_cost(fig.cost_usd)
+    return (fig.model, str(fig.candidates), str(fig.requests), str(fig.accepted), cost)
+
+
+def models_md(view: RunView) -> list[str]:
+    """The per-model table of a run that asked several models; nothing for one."""
+    if len(view.models) < 2:
+        return []
+    return ["### Models", "", "| " + " | ".join(MODEL_COLUMNS) + " |",
+            "|" + "---|" * len(MODEL_COLUMNS),
+            *("| " + " | ".join(_cell(c) for c in model_cells(f)) + " |" for f in view.models),
+            ""]
 
 
 def speed_cell(cand: CandidateView) -> str:
@@ -221,7 +240,7 @@ def _render(view: RunView, diff_budget: int, hotspots: list[str]) -> str:
                    f"{_cell(files)} | {c.review.decision if c.review else ''} |")
     out += ["", "Tests are passed/failed/skipped. Every accepted candidate passed the same "
             "tests as the baseline and was re-checked in a fresh sandbox before its commit.", "",
-            *hotspots]
+            *models_md(view), *hotspots]
     per = diff_budget // max(len(kept), 1)
     for cand in kept:
         out += _candidate(view, cand, per)
