@@ -160,6 +160,7 @@ def cmd_tests(args: argparse.Namespace, guard: Guard) -> dict[str, Any]:
         [c.nodeid for c in stream.collectors if c.outcome == "skipped"],
         "collection_errors": {} if tampered else
         {c.nodeid: c.message for c in stream.collectors if c.outcome == "failed"},
+        "failures": {} if tampered else stream.failures(),
         "tampered": tampered,
         "leftover_processes": result.leftovers,
         "output_tail": result.stdout[-TAIL_BYTES:].decode("utf-8", "replace"),

@@ -28,6 +28,16 @@ PHASES = ("setup", "call", "teardown")
 REPORT_OUTCOMES = ("passed", "failed", "skipped", "rerun")
 # What JUnit writes for a collector the stream reports as skipped or failed.
 COLLECTOR_JUNIT = {"skipped": "skipped", "failed": "error"}
+# A failing test's message, as the judge keeps it: it is the candidate's text, shown to the
+# model in the next prompt, so it is bounded here whatever the plugin (in the candidate's
+# process) sent.
+MESSAGE_LINES, MESSAGE_CHARS, MAX_FAILURES = 3, 300, 20
+
+
+def clip_message(text: str) -> str:
+    """The first `MESSAGE_LINES` non-blank lines of `text`, in at most `MESSAGE_CHARS`."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[:MESSAGE_LINES])[:MESSAGE_CHARS]
 
 
 def junit_key(nodeid: str) -> str:
@@ -85,6 +95,8 @@ class Stream:
         self.collected: list[str] | None = None
         self.phases: dict[str, dict[str, tuple[str, bool]]] = {}
         self.failed_subtests: set[str] = set()
+        self.messages: dict[str, str] = {}
+        """The first failing phase's message by test id (the plugin's, clipped)."""
         self.exit_status: int | None = None
         self.problem: str | None = None
 
@@ -93,6 +105,13 @@ class Stream:
             return None
         return {nodeid: "failed" if nodeid in self.failed_subtests
                 else final_outcome(self.phases.get(nodeid, {})) for nodeid in self.collected}
+
+    def failures(self) -> dict[str, str]:
+        """The messages of the first `MAX_FAILURES` failing tests, in the order collected."""
+        outcomes = self.outcomes() or {}
+        failing = [t for t, o in outcomes.items() if o in ("failed", "error") and t in
+                   self.messages]
+        return {t: self.messages[t] for t in failing[:MAX_FAILURES]}
 
 
 def final_outcome(phases: dict[str, tuple[str, bool]]) -> str:
@@ -164,6 +183,11 @@ def _take_report(stream: Stream, record: dict[str, object]) -> str | None:
     if stream.collected is None or not isinstance(nodeid, str) or when not in PHASES \
             or outcome not in REPORT_OUTCOMES:
         return "a malformed report"
+    message = record.get("message", "")
+    if not isinstance(message, str):
+        return "a malformed report"
+    if outcome == "failed" and message:
+        stream.messages.setdefault(nodeid, clip_message(message))
     phases = stream.phases.setdefault(nodeid, {})
     if record.get("sub") is True and when == "call":
         # A subtest can only make its test worse: a failing one fails it, a passing one adds

@@ -70,13 +70,35 @@ def pytest_collection_finish(session: Any) -> None:
     _send({"t": "collected", "ids": [item.nodeid for item in session.items]})
 
 
+# A failing phase's words, bounded here and again by the harness (selfcode_evidence.py): the
+# first lines of pytest's crash message (`AssertionError: assert 3 == 2`, then its explanation).
+MESSAGE_LINES, MESSAGE_CHARS = 3, 300
+
+
+def failure_message(report: Any) -> str:
+    """The first lines of what a failed phase says: pytest's crash message, or else the line
+    of its report that names the exception."""
+    try:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = getattr(crash, "message", None)
+        if not isinstance(text, str):
+            text = collection_message(str(report.longreprtext))
+    except Exception:  # a report pytest cannot print still has its outcome: that counts
+        return ""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[:MESSAGE_LINES])[:MESSAGE_CHARS]
+
+
 def pytest_runtest_logreport(report: Any) -> None:
     # unittest's subTest (pytest 9's SubtestReport, the pytest-subtests plugin's SubTestReport)
     # sends one more call report per subtest under the same id: marked, so the judge can fold
     # them into the test's outcome instead of calling a second call report tampering.
     sub = type(report).__name__.lower() == "subtestreport"
-    _send({"t": "report", "id": report.nodeid, "when": report.when,
-           "outcome": report.outcome, "xfail": hasattr(report, "wasxfail"), "sub": sub})
+    record = {"t": "report", "id": report.nodeid, "when": report.when,
+              "outcome": report.outcome, "xfail": hasattr(report, "wasxfail"), "sub": sub}
+    if report.outcome == "failed":
+        record["message"] = failure_message(report)
+    _send(record)
 
 
 @pytest.hookimpl(trylast=True)

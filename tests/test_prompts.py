@@ -243,7 +243,8 @@ def test_earlier_attempts_show_each_rationale_cut_at_a_boundary_within_the_budge
                     files={"lib.py": "x = 1\n"}, readonly=[], attempts=attempts,
                     files_omitted=0)
     line = next(x for x in prompt.splitlines() if x.startswith("- #1 rejected: "))
-    summary = line.removeprefix("- #1 rejected: ").removesuffix(" (because: tests failed)")
+    summary = line.removeprefix("- #1 rejected: ")
+    assert "```text\nreason: tests failed\n```" in prompt  # the judge's words, quoted
     assert len(summary) <= SUMMARY_CHARS
     assert summary.endswith("…") and LONG.startswith(summary.rstrip(" …"))
     assert LONG[len(summary.rstrip(" …"))] in " .", "cut inside a word"

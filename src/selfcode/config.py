@@ -116,6 +116,9 @@ class AgentConfig(_Section):
     budget_usd: float | None = None
     repair_turns: int = 2
     max_context_chars: int = 60_000
+    # The earlier attempts' section of the prompt (prompt/attempts.py): the newest in full,
+    # older ones one line each, the oldest counted; 0 shows none.
+    attempts_chars: int = Field(default=4_000, ge=0)
     # Run-wide caps beside budget_usd: prompt + completion tokens, and wall-clock minutes.
     max_tokens_total: int | None = Field(default=None, gt=0)
     max_minutes: float | None = Field(default=None, gt=0)

@@ -42,6 +42,8 @@ def judge_tests(baseline: TestsRun, candidate: TestsRun,
     verdict.lost = sorted(gone - skipped_at_import)
     passed_before = [t for t, o in base.items() if o == "passed" and t in cand]
     verdict.newly_failing = sorted(t for t in passed_before if cand[t] in _FAILING)
+    verdict.failures = {t: candidate.failures[t] for t in verdict.newly_failing
+                        if t in candidate.failures}
     verdict.newly_skipped = sorted({t for t in passed_before if cand[t] in _SKIPPED}
                                    | {t for t in skipped_at_import if base[t] == "passed"})
     verdict.fixed = sorted(t for t, o in base.items() if o in _FAILING and cand.get(t) == "passed")

@@ -44,6 +44,9 @@ class TestsVerdict(BaseModel):
     selected: int | None = None
     """How many tests the cascade ran first, alone (gate/cascade.py); None: that stage was
     skipped. A verdict it rejected has only those tests' comparison."""
+    failures: dict[str, str] = Field(default_factory=dict)
+    """Newly failing test -> the first lines of its assertion message (the candidate's text,
+    clipped by the harness: for the next prompt, never for deciding)."""
 
 
 class BenchVerdict(BaseModel):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from selfcode.gate.protected import protected_violations
+from selfcode.prompt.attempts import SUMMARY_CHARS as SUMMARY_CHARS  # re-exported
+from selfcode.prompt.attempts import Attempt as Attempt
+from selfcode.prompt.clipping import clip as clip
 
 _SRC_ROOTS = ("src/", "")
 MAP_CHARS = 12_000
@@ -30,42 +32,6 @@ PERIPHERAL = ("test/*", "tests/*", "*/tests/*", "*/test/*", "test_*.py", "*/test
 def peripheral(path: str) -> bool:
     """Tests, docs, examples, benchmarks, CI and packaging: not where the time goes."""
     return any(fnmatchcase(path, pattern) for pattern in PERIPHERAL)
-
-
-SUMMARY_CHARS = 200
-"""The most of one earlier attempt's rationale the prompt repeats."""
-_SENTENCE_END = (". ", "! ", "? ", "; ")
-
-
-@dataclass(frozen=True)
-class Attempt:
-    n: int
-    summary: str
-    status: str
-    reasons: list[str]
-
-    @classmethod
-    def of(cls, n: int, rationale: str | None, status: str, reasons: list[str]) -> Attempt:
-        """A finished candidate as the model is shown it: its rationale's first line."""
-        text = (rationale or "").strip()
-        summary = clip(text.splitlines()[0], SUMMARY_CHARS) if text else "(no rationale)"
-        return cls(n=n, summary=summary, status=status, reasons=reasons)
-
-
-def clip(text: str, limit: int) -> str:
-    """`text` in at most `limit` characters: whole if it fits, else cut after its last
-    sentence that fits, or its last word, and marked with an ellipsis; never mid-word
-    unless one word is longer than the limit."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    room = text[:limit - 1]  # one character for the ellipsis
-    sentence = max(room.rfind(end) for end in _SENTENCE_END)
-    if sentence >= limit // 2:  # a whole sentence keeps enough of the idea
-        return room[:sentence + 1] + " …"  # fits: the end found is inside `room`
-    word = room.rfind(" ")
-    cut = room[:word].rstrip(" ,;:-–—") if word > 0 else room
-    return cut + "…"
 
 
 def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:

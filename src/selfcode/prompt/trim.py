@@ -33,6 +33,8 @@ class PromptSections(Generic[A]):
     partial: the paths of `files` shown as excerpts (the functions that matter) only.
     target: what the prompt says about the candidate's target (`focus.TargetView`), kept
         whole by trimming: it is the reason for the prompt.
+    attempts_share: the share of `[agent] attempts_chars` the attempts may take
+        (`attempts.fit_attempts`); each trim shrinks it with the rest.
     """
 
     files: Mapping[str, str]
@@ -44,6 +46,7 @@ class PromptSections(Generic[A]):
     omitted_paths: tuple[str, ...] = field(default=())
     partial: frozenset[str] = frozenset()
     target: Any = None
+    attempts_share: float = 1.0
 
     def chars(self) -> int:
         """The characters the files, the map and the target take: what trimming reduces."""
@@ -58,7 +61,8 @@ def trim_context(sections: PromptSections[A], factor: float) -> PromptSections[A
     Files are kept in order of importance while they fit in `factor` of the files' characters
     (a file that does not fit is skipped, a later smaller one may still fit; the first file is
     always kept, whole: a cut file could not be edited). The newest `factor` of the attempts is
-    kept (at least the latest one), and the first `factor` of the repository map's lines.
+    kept (at least the latest one), in `factor` of the characters they were allowed, and
+    the first `factor` of the repository map's lines.
     """
     if not 0 < factor < 1:
         raise ValueError(f"trim_context: factor must be between 0 and 1, not {factor}")
@@ -87,6 +91,7 @@ def trim_context(sections: PromptSections[A], factor: float) -> PromptSections[A
         sections,
         files=kept,
         attempts=recent,
+        attempts_share=sections.attempts_share * factor,
         repo_map=repo_map,
         files_omitted=sections.files_omitted + len(dropped),
         attempts_omitted=sections.attempts_omitted + len(attempts) - len(recent),

@@ -27,6 +27,7 @@ from selfcode.gate.judge import Judge
 from selfcode.gate.protected import protected_violations
 from selfcode.history.rows import Exchange
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
+from selfcode.prompt.attempts import shown_attempts
 from selfcode.prompt.context import Attempt, peripheral
 from selfcode.prompt.focus import ContextBuilder
 from selfcode.prompt.render import render
@@ -119,7 +120,8 @@ class Proposer:
             "propose", goal=self.settings.agent.goal, rules=rules,
             repo_map=sections.repo_map, files=sections.files,
             readonly=protected_violations(sections.files, rules.protected),
-            attempts=list(sections.attempts), files_omitted=sections.files_omitted,
+            **shown_attempts(sections, self.settings.agent.attempts_chars),
+            files_omitted=sections.files_omitted,
             partial=sections.partial, target=sections.target,
         )
         system = render("system", rules=rules, edit_format=self.edit_format)

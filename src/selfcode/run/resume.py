@@ -20,7 +20,6 @@ from selfcode.history.db import History
 from selfcode.history.rows import CandidateRow
 from selfcode.prompt.context import Attempt
 from selfcode.run.ledger import Ledger
-from selfcode.run.loop import attempt
 
 
 class RunSummary(BaseModel):
@@ -69,12 +68,19 @@ def restore_ledger(history: History, run_id: str, ledger: Ledger | None = None) 
 
 
 def restore_attempts(history: History, run_id: str) -> list[Attempt]:
-    """The attempts the model is shown, as recorded so far."""
+    """The attempts the model is shown, as recorded so far: what the loop made of each
+    candidate's verdict (`Attempt.from_verdict`), or of a malformed one's last reply error."""
+    reply_errors = {e.candidate_n: e.message for e in history.events(run_id)
+                    if e.kind == "edit-error" and e.candidate_n is not None}
     attempts = []
     for row in history.candidates(run_id):
         verdict = _verdict(row)
-        attempts.append(attempt(row.n, row.rationale, row.status,
-                                verdict.reasons if verdict else []))
+        reasons = verdict.reasons if verdict else (
+            # As run/propose.py words a reply with no usable edit.
+            [f"no usable edit after repairs: {reply_errors[row.n]}"]
+            if row.status == "malformed" and row.n in reply_errors else [])
+        attempts.append(Attempt.from_verdict(row.n, row.rationale, row.status, reasons,
+                                             verdict))
     return attempts
 
 

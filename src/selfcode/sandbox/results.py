@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,6 +49,11 @@ class TestsRun(_Strict):
     collection_errors: dict[str, str] = Field(default_factory=dict, max_length=100_000)
     """Collectors that failed while collecting (an import error), each with the line of
     pytest's report that names the exception."""
+    failures: dict[str, Annotated[str, Field(max_length=1_000)]] = Field(
+        default_factory=dict, max_length=100)
+    """Failing test -> the first lines of its assertion message, as the candidate's pytest
+    reported it (the harness keeps 3 lines, 300 characters, 20 tests): shown to the model,
+    never used to decide."""
     tampered: str | None = Field(default=None, max_length=2_000)
     """Why the run's evidence contradicts itself (the harness then reports no outcomes)."""
     leftover_processes: int = 0
