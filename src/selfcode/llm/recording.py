@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ def distinctive_substring(prompt: str, seen: set[str]) -> str:
     long_fresh = [line for line in fresh if len(line) >= _EXPECT_MIN_CHARS]
     pick = long_fresh[-1] if long_fresh else fresh[-1] if fresh else max(lines, key=len)
     return pick[:_EXPECT_CHARS].strip()
+
+
+_APPENDING = threading.Lock()
 
 
 class RecordingLLM:
@@ -92,7 +96,8 @@ class RecordingLLM:
         self._seen.update(line.strip() for line in prompt.splitlines() if line.strip())
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         try:
-            with self.path.open("a", encoding="utf-8") as handle:
+            # Candidates in flight record from their own threads: one whole line at a time.
+            with _APPENDING, self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())

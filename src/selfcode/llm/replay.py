@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -200,6 +201,9 @@ def _first_difference(recorded: tuple[tuple[str, str], ...],
     return f"the conversation has {len(now)} messages now, {len(recorded)} when recorded"
 
 
+_TAKING = threading.Lock()
+
+
 class ReplayLLM:
     """Plays recorded replies in order, from a JSONL file (one JSON object a line).
 
@@ -245,14 +249,15 @@ class ReplayLLM:
 
     def complete(self, messages: Sequence[Message]) -> Reply:
         started = time.monotonic()
-        if self._next >= len(self._turns):
-            raise ReplayExhausted(
-                f"The replay {self.source} has no reply left after {len(self._turns)}; "
-                "record more replies or run fewer iterations."
-            )
-        turn = self._turns[self._next]
-        self._check_fits(turn, messages)
-        self._next += 1
+        with _TAKING:  # candidates in flight ask from their own threads: one turn each
+            if self._next >= len(self._turns):
+                raise ReplayExhausted(
+                    f"The replay {self.source} has no reply left after {len(self._turns)}; "
+                    "record more replies or run fewer iterations."
+                )
+            turn = self._turns[self._next]
+            self._check_fits(turn, messages)
+            self._next += 1
         if turn.error is not None:
             kind, message, factor = turn.error
             if kind == "context-length":
