@@ -122,6 +122,12 @@ class AgentConfig(_Section):
     # Run-wide caps beside budget_usd: prompt + completion tokens, and wall-clock minutes.
     max_tokens_total: int | None = Field(default=None, gt=0)
     max_minutes: float | None = Field(default=None, gt=0)
+    # The search (run/loop.py, search/): candidates in flight (None: what the machine can
+    # measure honestly, `search.pool.default_jobs`), how each parent is drawn from the archive
+    # of accepted candidates, and the seed of that draw (a run is reproducible from it).
+    jobs: int | None = Field(default=None, ge=1, le=16)
+    strategy: Literal["greedy", "archive"] | None = None
+    seed: int = 0
 
 
 SELFCODE_IDENTITY = "selfcode <selfcode@localhost>"
@@ -185,6 +191,9 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "SELFCODE_RECORD": ("llm", "record"),
     "SELFCODE_MAX_TOKENS_TOTAL": ("agent", "max_tokens_total"),
     "SELFCODE_MAX_MINUTES": ("agent", "max_minutes"),
+    "SELFCODE_JOBS": ("agent", "jobs"),
+    "SELFCODE_STRATEGY": ("agent", "strategy"),
+    "SELFCODE_SEED": ("agent", "seed"),
 }
 
 # Top-level keys of [tool.selfcode] that are shorthands for a section's field.

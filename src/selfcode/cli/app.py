@@ -27,6 +27,7 @@ from selfcode.cli.common import (
     EditFormatOpt,
     EndpointOpt,
     IterationsOpt,
+    JobsOpt,
     JsonOpt,
     JudgeMode,
     JudgeOpt,
@@ -39,7 +40,9 @@ from selfcode.cli.common import (
     ReplayOpt,
     ResumeOpt,
     SandboxOpt,
+    SeedOpt,
     SelfOpt,
+    StrategyOpt,
     TimeoutOpt,
     err,
     errors,
@@ -142,6 +145,9 @@ def improve(
     max_minutes: MaxMinutesOpt = None,
     edit_format: EditFormatOpt = None,
     record: RecordOpt = None,
+    jobs: JobsOpt = None,
+    strategy: StrategyOpt = None,
+    seed: SeedOpt = None,
 ) -> None:
     """Run the loop (help: IMPROVE_HELP, which shares the judges' description with eval)."""
     with errors(RUN_INTERRUPTED):
@@ -162,6 +168,8 @@ def improve(
             gate__judge=_judge_of(judge), agent__max_tokens_total=max_tokens,
             agent__max_minutes=max_minutes, llm__edit_format=edit_format, llm__record=record,
             gate__allow_judge_edits=allow_judge_edits or None,
+            agent__jobs=jobs, agent__strategy=strategy.value if strategy else None,
+            agent__seed=seed,
         )
         settings = (resume_settings(path, resume, overrides) if resume
                     else load_settings(path, overrides))

@@ -36,6 +36,13 @@ INTERRUPT_EXIT = 130
 FALLBACK_TRACKER = "the issue tracker of selfcode's source repository"
 
 
+class Strategy(StrEnum):
+    """How the search picks each candidate's parent (search/parents.py)."""
+
+    greedy = "greedy"
+    archive = "archive"
+
+
 class JudgeMode(StrEnum):
     """How candidates are judged; the verdict JSON keeps calling this field `goal`."""
 
@@ -109,6 +116,20 @@ ResumeOpt = Annotated[str | None, typer.Option(
     "--resume", metavar="RUN", help="Continue an interrupted run where it stopped.")]
 MaxTokensOpt = Annotated[int | None, typer.Option(
     "--max-tokens", help="Stop once the run has used this many tokens.")]
+JobsOpt = Annotated[int | None, typer.Option(
+    "--jobs", "-j", min=1, max=16,
+    help="Candidates in flight at once: model requests overlap and candidates are judged in "
+         "that many sandboxes; CPU-time measurements still take turns (one timing slot). "
+         "Default: the machine's cores, up to 4, with Docker; 1 with --sandbox local or "
+         "--replay.")]
+StrategyOpt = Annotated[Strategy | None, typer.Option(
+    "--strategy", case_sensitive=False,
+    help="How each candidate's parent is chosen: 'archive' (default) draws it from every "
+         "accepted candidate, favouring high scores and nodes with few children yet "
+         "(Darwin Gödel Machine); 'greedy' always builds on the best. --replay defaults to "
+         "greedy.")]
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", help="Seed of the archive's parent draws and of the model choice (default 0).")]
 MaxMinutesOpt = Annotated[float | None, typer.Option(
     "--max-minutes", help="Stop once the run has taken this long.")]
 EditFormatOpt = Annotated[str | None, typer.Option(
