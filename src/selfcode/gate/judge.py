@@ -107,6 +107,9 @@ class Judge:
         self.side_dependent: set[str] = set()
         """Tests whose outcome differed between the baseline and an identical candidate."""
         self._baseline_tests: TestsRun | None = None
+        self._baseline_runs: list[TestsRun] = []  # its test runs so far, for the quarantine
+        self.last_tests: TestsRun | None = None
+        """The last candidate's full-suite run: an accepted one's is its node's baseline."""
         self._police = police
         self._baseline_tar: bytes | None = None
         self._reopen = reopen
@@ -136,7 +139,7 @@ class Judge:
         twin.cascade = self.cascade  # kept only if its baseline is the same tree
         return twin
 
-    def set_baseline(self, tar: bytes, runs: int = 1) -> TestsRun:
+    def set_baseline(self, tar: bytes, runs: int = 1, now: int | None = None) -> TestsRun:
         """Load the tree every candidate is compared with and run its tests `runs` times.
 
         Each run is held to the rules of a candidate's and stricter (`baseline_refusal`): a
@@ -153,14 +156,41 @@ class Judge:
         self._canary_stage = None
         t1 = time.perf_counter()
         self._charge("baseline_load", t1 - t0)
+        self._baseline_runs = []
+        return self.confirm_baseline(runs, now)
+
+    def confirm_baseline(self, runs: int, now: int | None = None) -> TestsRun:
+        """Bring the baseline's test runs up to `now` of `runs` (default: all of them). The
+        loop sends its first model request after one run and judges no candidate before the
+        others are in: together they settle the quarantine."""
+        t1 = time.perf_counter()
         try:
-            results = [self._baseline_run(i, runs) for i in range(runs)]
+            for i in range(len(self._baseline_runs), min(runs, now or runs)):
+                self._baseline_runs.append(self._baseline_run(i, runs))
         finally:
             self._charge("baseline_tests", time.perf_counter() - t1)
+        results = self._baseline_runs
         self.quarantined |= set(flaky_tests(results))
         self.side_dependent |= set(differs_by_side(results[0::2], results[1::2]))
         self._baseline_tests = results[0]
         return results[0]
+
+    def adopt_baseline(self, tar: bytes, tests: TestsRun) -> None:
+        """Load `tar` as the baseline with its tests' run already known, without running
+        them again: the re-check of an accepted candidate ran its full suite in a fresh
+        sandbox (held to every rule), and another sandbox of the pool has the run's
+        baseline's. Quarantine and calibration stand."""
+        self._healthy_sandbox()
+        t0 = time.perf_counter()
+        self._load(tar)
+        self._corpus = load_corpus(tar, self.config.canary) if self.config.canary else None
+        self._canary_stage = None
+        self._charge("baseline_load", time.perf_counter() - t0)
+        self._baseline_tests = tests
+
+    @property
+    def baseline_tests(self) -> TestsRun | None:
+        return self._baseline_tests
 
     def _load(self, tar: bytes) -> None:
         """The baseline on the host (its reading of patches) and in the sandbox."""
@@ -280,7 +310,7 @@ class Judge:
 
         self.progress("testing")
         t0 = time.perf_counter()
-        cand_tests = self.trees.run_tests("b", self.config.pytest_args)
+        cand_tests = self.last_tests = self.trees.run_tests("b", self.config.pytest_args)
         timings["tests"] = round(time.perf_counter() - t0, 4)
         tests, reasons = judge_tests(self._baseline_tests, cand_tests, self.quarantined)
         tests.selected = early.selected
