@@ -81,6 +81,17 @@ class Archive:
         self.keep_commit(n, sha, "accepted", verdict, rationale, usage)
         return sha
 
+    def commit_beside(self, n: int, parent: str, rationale: str, diff: str,
+                      verdict: Verdict) -> str:
+        """Commit an accepted candidate built on another node than the branch's head (the
+        archive's search): a commit on `parent` under its ref, off the branch until it is
+        the best (then the branch moves to it, `RunWorktree.move_to`)."""
+        message, trailers, usage = self._message(n, rationale, verdict, "accepted")
+        sha = self.store.commit_diff(parent, diff, message, trailers,
+                                     author=self.git.author, committer=self.git.committer)
+        self.keep_commit(n, sha, "accepted", verdict, rationale, usage)
+        return sha
+
     def keep(self, n: int, parent: str, rationale: str, diff: str, verdict: Verdict | None,
              status: str) -> str | None:
         """Keep a candidate that is not on the branch; None when its diff does not apply."""

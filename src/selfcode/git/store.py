@@ -218,6 +218,24 @@ class GitStore:
             return str(self._git("commit-tree", tree, "-p", parent_sha, "-F", str(message_file),
                                  env=env)).strip()
 
+    def diff(self, old: str, new: str) -> str:
+        """The patch from commit `old` to commit `new` (binary-safe, no external diff)."""
+        return self.git("diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
+                        "--full-index", old, new) + "\n"
+
+    def applies(self, parent: str, diff: str) -> bool:
+        """Whether `diff` applies to `parent`'s tree (read only: a private index, no hook)."""
+        with self.scratch("applies-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            patch = Path(tmp) / "p.diff"
+            patch.write_text(diff, "utf-8")
+            try:
+                self._git("read-tree", self._commit(parent).hexsha, env=env)
+                self._git("apply", "--cached", "--check", str(patch), env=env)
+            except GitError:
+                return False
+        return True
+
     def ref_sha(self, ref: str) -> str | None:
         """The commit `ref` points at, or None if there is no such ref."""
         try:

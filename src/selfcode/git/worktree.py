@@ -71,6 +71,12 @@ class RunWorktree:
     def close(self) -> None:
         self._repo.close()
 
+    def move_to(self, sha: str) -> None:
+        """Point the run's branch at `sha` (only if it is still where this worktree has it)
+        and check it out: the branch follows the best lineage of the run's archive."""
+        self.store.update_ref(f"refs/heads/{self.branch}", sha, old=self.head())
+        self.reset()
+
     def head(self) -> str:
         return str(self._git("rev-parse", "--verify", "HEAD^{commit}")).strip()
 
