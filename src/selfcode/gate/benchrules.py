@@ -9,7 +9,14 @@ import statistics
 from collections.abc import Sequence
 from typing import Literal
 
-from selfcode.gate.stats import InstructionDecision, compare, instruction_decision, screen
+from selfcode.gate.sequential import Decision, Plan, decide
+from selfcode.gate.stats import (
+    InstructionDecision,
+    compare,
+    instruction_decision,
+    log_ratios,
+    screen,
+)
 from selfcode.gate.verdict import BenchOutcome, BenchVerdict
 from selfcode.sandbox.results import BenchSamples
 
@@ -48,6 +55,42 @@ def judge_time(bench: BenchSamples, delta: float, alpha: float,
     reason = (f"benchmark {bench.name} is slower: {cmp.ratio:.3f}x the baseline's CPU time "
               f"(p={cmp.p_slower:.2g})") if slower else None
     return result, reason
+
+
+def judge_look(bench: BenchSamples, delta: float, alpha: float, plan: Plan,
+               look: int) -> tuple[BenchVerdict, str | None, Decision]:
+    """Look `look` of the sequential confirmation (gate/sequential.py) at all fresh pairs so far.
+
+    A regression is judged as at every stage (two-sided at alpha); "continue" asks for the next
+    group of pairs and is reported as "same" until then.
+    """
+    problem = output_problem(bench)
+    if problem:
+        return problem[0], problem[1], "same"
+    final = look == len(plan.sizes) - 1
+    seen = decide(log_ratios(bench.a, bench.b), delta, plan.alphas[look], final)
+    slower = compare(bench.a, bench.b, alpha, delta)
+    if slower.p_slower < alpha / 2 and slower.ratio >= 1 + delta:
+        verdict, _ = judge_time(bench, delta, alpha, "confirm")
+        return verdict, (f"benchmark {bench.name} is slower: {slower.ratio:.3f}x the baseline's "
+                         f"CPU time (p={slower.p_slower:.2g})"), "same"
+    result = BenchVerdict(
+        name=bench.name, metric=bench.metric, baseline=bench.a, candidate=bench.b,
+        ratio=seen.ratio, delta=delta, stage="confirm", p_value=seen.p_value,
+        verdict="faster" if seen.decision == "faster" else "same")
+    return result, None, seen.decision
+
+
+def joined(first: BenchSamples | None, more: BenchSamples) -> BenchSamples:
+    """The pairs of two runs of one benchmark as one sample (outputs: the later run's)."""
+    if first is None:
+        return more
+    resources = {
+        side: {r: [*first.resources.get(side, {}).get(r, []), *values]
+               for r, values in more.resources.get(side, {}).items()}
+        for side in more.resources}
+    return more.model_copy(update={"a": [*first.a, *more.a], "b": [*first.b, *more.b],
+                                   "resources": resources})
 
 
 def judge_instructions(benches: Sequence[BenchSamples]) -> tuple[

@@ -38,7 +38,11 @@ class GateConfig(BaseModel):
     metrics: dict[str, Metric] = Field(default_factory=dict)
     instruction_native_limit: float = 2.0
     screen_pairs: int = Field(default=10, ge=5)
+    # The sequential confirmation (gate/sequential.py): at most `confirm_pairs` fresh pairs, in
+    # `confirm_looks` equal groups; a clear win or loss stops at an earlier look. One look is
+    # the fixed test.
     confirm_pairs: int = Field(default=20, ge=6)
+    confirm_looks: int = Field(default=2, ge=1, le=10)
     calibration_pairs: int = Field(default=6, ge=3)
     alpha: float = Field(default=0.01, gt=0, lt=0.5)
     min_improvement: float = Field(default=0.03, ge=0, lt=1)

@@ -1,7 +1,8 @@
 """Benchmark measurement: noise calibration, then a staged decision per candidate.
 
 Instruction counts (valgrind) are deterministic and answer in one run each; CPU time needs
-pairs and a two-stage test. Which metric a benchmark uses, and the smallest gain it may claim,
+pairs: a screen, then a sequential confirmation on fresh pairs (gate/sequential.py) that stops
+as soon as the evidence is clear. Which metric a benchmark uses, and the smallest gain it may claim,
 are fixed once per run by an A/A calibration of the baseline against itself.
 """
 
@@ -15,7 +16,13 @@ from typing import Literal
 from pydantic import BaseModel
 
 from selfcode.errors import SelfcodeError
-from selfcode.gate.benchrules import judge_instructions, judge_time, output_problem
+from selfcode.gate.benchrules import (
+    joined,
+    judge_instructions,
+    judge_look,
+    judge_time,
+    output_problem,
+)
 from selfcode.gate.config import GateConfig, Metric
 from selfcode.gate.regressions import (
     Tolerances,
@@ -23,7 +30,8 @@ from selfcode.gate.regressions import (
     missing_resources,
     regression_reasons,
 )
-from selfcode.gate.stats import aa_noise, implied_delta, screen
+from selfcode.gate.sequential import Plan, futile, plan
+from selfcode.gate.stats import aa_noise, implied_delta, log_ratios, screen
 from selfcode.gate.verdict import BenchVerdict
 from selfcode.sandbox.results import BenchSamples
 from selfcode.sandbox.trees import Trees
@@ -134,7 +142,7 @@ def measure(trees: Trees, spec: dict[str, list[str]], calibration: Calibration,
         reasons += instr_reasons
         improved = decision.improved
     if names["cpu_time"] and not reasons:
-        time_verdicts, time_reasons, timed = _two_stage(ctx, names["cpu_time"])
+        time_verdicts, time_reasons, timed = _time_stages(ctx, names["cpu_time"], improved)
         verdicts += time_verdicts
         reasons += time_reasons
         improved = improved or any(v.verdict == "faster" for v in time_verdicts)
@@ -208,23 +216,69 @@ def _judge_stage(ctx: _Context, benches: list[BenchSamples],
     return verdicts, reasons
 
 
-def _two_stage(ctx: _Context, names: list[str]) -> tuple[
-        list[BenchVerdict], list[str], dict[str, BenchSamples]]:
-    """Screen on a few pairs; only what looks faster earns a confirmation on fresh pairs."""
+Timed = tuple[list[BenchVerdict], list[str], dict[str, BenchSamples]]
+
+
+def _screen(ctx: _Context, names: list[str], counted_win: bool) -> Timed:
+    """The screen, with a look half-way: when no benchmark shows any gain in its median there
+    (and no instruction count won, whose CPU, wall and memory check needs the full screen's
+    pairs), the candidate stops; else the rest of the screen's pairs are measured."""
     ctx.progress("benchmarking (screen)")
-    first = ctx.run(names, ctx.config.screen_pairs, 0)
-    screened, reasons = _judge_stage(ctx, first, "screen")
+    half = ctx.config.screen_pairs // 2
+    first = {b.name: b for b in ctx.run(names, half, 0)}
+    broken = any(output_problem(b) for b in first.values())
+    if not broken and (counted_win or not all(futile(log_ratios(b.a, b.b))
+                                              for b in first.values())):
+        rest = ctx.run(names, ctx.config.screen_pairs - half, 250)
+        first = {b.name: joined(first[b.name], b) for b in rest}
+    verdicts, reasons = _judge_stage(ctx, list(first.values()), "screen")
+    return verdicts, reasons, first
+
+
+def _time_stages(ctx: _Context, names: list[str], counted_win: bool) -> Timed:
+    """The screen; what looks faster earns the sequential confirmation on fresh pairs."""
+    screened, reasons, samples = _screen(ctx, names, counted_win)
+    for verdict in screened:
+        verdict.pairs = len(verdict.baseline)
     final = {v.name: v if v.verdict == "faster" else v.model_copy(update={"verdict": "same"})
              for v in screened}
-    samples = {b.name: b for b in first}
     promising = [v.name for v in screened if v.verdict == "faster"]
     if promising and not reasons:
-        ctx.progress("benchmarking (confirmation on fresh pairs)")
-        second = ctx.run(promising, ctx.config.confirm_pairs, 1000)
-        confirmed, reasons = _judge_stage(ctx, second, "confirm")
+        confirmed, reasons, fresh = _confirm(ctx, promising)
+        for verdict in confirmed:
+            verdict.pairs = len(samples[verdict.name].a) + len(verdict.baseline)
         final.update({v.name: v for v in confirmed})
-        samples.update({b.name: b for b in second})
+        samples.update(fresh)
     return list(final.values()), reasons, samples
+
+
+def _confirm(ctx: _Context, names: list[str]) -> Timed:
+    """Look after look of fresh pairs (gate/sequential.py) until each benchmark is decided."""
+    plan = confirm_plan(ctx.config)
+    samples: dict[str, BenchSamples] = {}
+    verdicts: dict[str, BenchVerdict] = {}
+    reasons: list[str] = []
+    undecided = list(names)
+    for look, size in enumerate(plan.sizes):
+        ctx.progress(f"benchmarking (confirmation on fresh pairs, look {look + 1} of "
+                     f"{len(plan.sizes)})")
+        done = len(samples[undecided[0]].a) if undecided[0] in samples else 0
+        for bench in ctx.run(undecided, size - done, 1000 + look):
+            samples[bench.name] = joined(samples.get(bench.name), bench)
+            verdict, reason, decision = judge_look(
+                samples[bench.name], ctx.delta(bench.name), ctx.config.alpha, plan, look)
+            verdicts[bench.name] = verdict
+            if reason or verdict.verdict in ("failed", "output differs"):
+                reasons.append(reason or f"benchmark {bench.name}: {verdict.verdict}")
+            if decision != "continue":
+                undecided.remove(bench.name)
+        if reasons or not undecided:
+            break
+    return list(verdicts.values()), reasons, samples
+
+
+def confirm_plan(config: GateConfig) -> Plan:
+    return plan(config.alpha, config.confirm_pairs, config.confirm_looks)
 
 
 def _why_not(verdicts: list[BenchVerdict], config: GateConfig) -> str:

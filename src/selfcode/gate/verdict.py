@@ -61,9 +61,12 @@ class BenchVerdict(BaseModel):
     """The smallest gain this benchmark may claim (from the A/A noise of the run)."""
     stage: Literal["instructions", "screen", "confirm"] | None = None
     confirmation: dict[str, Any] | None = None
+    """CPU-time check of a large instruction-count win: ratio, p_value, samples."""
     resources: list[ResourceCheck] = Field(default_factory=list)
     """CPU time, wall time and peak memory against the baseline, checked before acceptance."""
-    """CPU-time check of a large instruction-count win: ratio, p_value, samples."""
+    pairs: int | None = None
+    """CPU time: every pair measured for this verdict, screen and confirmation looks together
+    (`baseline`/`candidate` hold the last stage's)."""
 
 
 class Counterexample(BaseModel):

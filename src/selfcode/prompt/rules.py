@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from selfcode.gate.config import GateConfig, Metric
-from selfcode.gate.measure import CONFIRM_INSTRUCTION_WINS, Calibration
+from selfcode.gate.measure import CONFIRM_INSTRUCTION_WINS, Calibration, confirm_plan
 from selfcode.gate.probes import CONTEXT_PROBES
 from selfcode.gate.stats import instruction_decision, screen
 from selfcode.gate.verdict import Goal
@@ -47,6 +47,10 @@ class GateRules:
     screen_alpha: float
     screen_pairs: int
     confirm_pairs: int
+    confirm_looks: tuple[int, ...]
+    """The sequential confirmation's looks: fresh pairs measured by each (the last is the cap)."""
+    look_alphas: tuple[float, ...]
+    """The significance level of each look; they add up to `alpha`."""
     instructions_overall: float
     """The geometric mean of the instruction ratios must be at most this."""
     instructions_single: float
@@ -76,6 +80,8 @@ class GateRules:
             screen_alpha=_default(screen, "alpha"),
             screen_pairs=config.screen_pairs,
             confirm_pairs=config.confirm_pairs,
+            confirm_looks=confirm_plan(config).sizes,
+            look_alphas=tuple(float(f"{a:.4g}") for a in confirm_plan(config).alphas),
             instructions_overall=_default(instruction_decision, "max_geomean"),
             instructions_single=_default(instruction_decision, "max_single"),
             confirm_below=CONFIRM_INSTRUCTION_WINS,
