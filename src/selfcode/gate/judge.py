@@ -130,9 +130,9 @@ class Judge:
         must not recalibrate (a new noise floor would be another gate) nor forget which tests
         were found flaky. Its baseline still has to be set and tested there.
         """
-        twin = Judge(Trees(sandbox, self.trees.timeout), self.config, self.benchmarks,
-                     progress=self.progress, sandbox_start=sandbox_start,
-                     reopen=self._reopen)
+        trees = Trees(sandbox, self.trees.timeout, self.trees.timing_slot)
+        twin = Judge(trees, self.config, self.benchmarks, progress=self.progress,
+                     sandbox_start=sandbox_start, reopen=self._reopen)
         twin.calibration = self.calibration
         twin.quarantined = set(self.quarantined)
         twin.promote = True  # the re-check is where an accepted self-candidate is promoted
@@ -251,7 +251,7 @@ class Judge:
         self.progress("replacing the sandbox the last candidate broke")
         with contextlib.suppress(SandboxError):
             self.trees.sandbox.close()
-        self.trees = Trees(self._reopen(), self.trees.timeout)
+        self.trees = Trees(self._reopen(), self.trees.timeout, self.trees.timing_slot)
         self._broken = None
         if self._baseline_tar is not None:
             self.trees.load_baseline(self._baseline_tar)

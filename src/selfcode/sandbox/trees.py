@@ -45,6 +45,7 @@ from selfcode.sandbox.results import (
     check_complete,
     parse_report,
 )
+from selfcode.sandbox.slots import TimingSlot
 
 NONCE_ENV = "SELFCODE_REPORT_NONCE"
 _HARNESS_GRACE = 30.0
@@ -64,8 +65,11 @@ class ApplyResult:
 
 
 class Trees:
-    def __init__(self, sandbox: Sandbox, timeout: float) -> None:
+    def __init__(self, sandbox: Sandbox, timeout: float,
+                 timing_slot: TimingSlot | None = None) -> None:
         self.sandbox = sandbox
+        # CPU-time runs hold it (sandbox/slots.py); a private one when no judge shares it.
+        self.timing_slot = timing_slot or TimingSlot()
         self.timeout = timeout
         self.a = f"{sandbox.judge_dir}/trees/a"
         self.b = f"{sandbox.judge_dir}/trees/b"
@@ -187,7 +191,11 @@ class Trees:
                 "--pairs", str(pairs), "--seed", str(seed), "--timeout", str(self.timeout),
                 "--metric", metric]
         budget = (2 * pairs + 2) * len(spec) * self.timeout + _HARNESS_GRACE
-        report, _ = self._harness("bench", args, BenchReport, budget)
+        if metric == "instructions":  # deterministic: side by side with anything
+            report, _ = self._harness("bench", args, BenchReport, budget)
+        else:
+            with self.timing_slot.hold(f"{metric} of {', '.join(spec)}"):
+                report, _ = self._harness("bench", args, BenchReport, budget)
         run = BenchRun.model_validate(report.model_dump(exclude={"kind", "nonce"}))
         check_complete(run, list(spec), pairs, metric)
         return run
