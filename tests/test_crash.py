@@ -261,3 +261,39 @@ def test_two_concurrent_runs_the_second_is_refused(tmp_path: Path, openai_server
     os.killpg(first.pid, signal.SIGINT)
     assert first.wait(timeout=60) == 130
     assert not (state(repo) / "lock").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_with_two_candidates_in_flight_then_resumed(sig: signal.Signals, tmp_path: Path,
+                                                           openai_server: OpenAIServer):
+    """`--jobs 2`: both candidates are waiting for the model when the run is killed. Both
+    are settled (abandoned), nothing is committed, and `--resume` goes on at candidate 3."""
+    repo = make_demo(tmp_path / "demo")
+    before = snapshot(repo)
+    openai_server.script(Fault.stall(15, reply=GOOD), Fault.stall(15, reply=GOOD))
+    log = tmp_path / "crash.log"
+    proc = start(repo, ["--iterations", "4", "--jobs", "2", "--base-url",
+                        openai_server.base_url, "--model", "gpt-4o-mini"], log,
+                 dict(os.environ))
+    wait_for("two requests in flight", lambda: in_phase(repo, 1, "asking the model")
+             and in_phase(repo, 2, "asking the model") and len(openai_server.calls) >= 2,
+             proc, log)
+    os.killpg(proc.pid, sig)
+    code = proc.wait(timeout=60)
+    run = run_id_of(repo)
+    assert_repository_sound(repo, before)
+    if sig == signal.SIGINT:
+        assert code == 130, log.read_text()
+        assert "Traceback" not in log.read_text()
+        assert candidates(repo, run) == [(1, "abandoned"), (2, "abandoned")]
+    else:
+        assert code == -signal.SIGKILL
+    resumed = subprocess.run(
+        [SELFCODE, "improve", str(repo), "--resume", run, "--iterations", "3", "--replay",
+         str(write_replay(tmp_path / "r2.jsonl", NO_EDIT, NO_EDIT, NO_EDIT)), "--json"],
+        capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert candidates(repo, run) == [(1, "abandoned"), (2, "abandoned"), (3, "malformed")]
+    assert git(repo, "worktree", "list").count("\n") == 1
+    assert not (state(repo) / "lock").exists()
+    assert_repository_sound(repo, before)

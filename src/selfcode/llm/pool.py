@@ -81,6 +81,10 @@ class ModelPool:
     def models(self) -> tuple[str, ...]:
         return tuple(self._llms)
 
+    def client(self, model: str) -> LLM:
+        """The client of `model`, uncounted: for what is not a candidate's request."""
+        return self._llms[model]
+
     def __len__(self) -> int:
         return len(self._llms)
 

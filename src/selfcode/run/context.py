@@ -8,6 +8,7 @@ every part needs with the run id filled in.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from selfcode.llm import Reply
 from selfcode.report.units import fmt_cost
 from selfcode.run.events import Observer
 from selfcode.run.ledger import Ledger
+
+_CHARGING = threading.Lock()
 
 
 @dataclass
@@ -42,9 +45,10 @@ class Run:
 
     def charge(self, reply: Reply) -> None:
         """Count a reply in the ledger and tell the observer what the run has spent."""
-        first_unpriced = not reply.priced and not self.ledger.unpriced
-        self.ledger.charge(reply)
-        warning = self.ledger.unenforced() if first_unpriced else None
+        with _CHARGING:  # replies of candidates in flight arrive on their own threads
+            first_unpriced = not reply.priced and not self.ledger.unpriced
+            self.ledger.charge(reply)
+            warning = self.ledger.unenforced() if first_unpriced else None
         if warning:
             self.observer.event("warning", warning)
         spent = fmt_cost(self.ledger.cost_usd, known=not self.ledger.unpriced)

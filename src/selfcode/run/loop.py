@@ -1,19 +1,28 @@
-"""The loop: propose → validate → evaluate → decide → record, until a stop condition fires.
+"""The loop: up to `jobs` candidates in flight, each built on a parent drawn from the archive,
+recorded in the order they finish, until a stop condition fires.
 
-Each stop condition is an exception of the small `StopRun` tree, so the loop reads straight
-and every way out goes through the same bookkeeping. What the run has spent and found is
-in its ledger (`Run.ledger`), the one place the caps are checked.
+Each candidate runs on a worker thread (run/candidate.py: propose → dedupe → judge →
+re-check); everything that writes git and settles the ledger happens here, on the loop's own
+thread, one outcome at a time, so that the history, the refs, the notes and the commit order
+are consistent whatever finishes first. Each stop condition is an exception of the small
+`StopRun` tree: once one fires no candidate is started, the ones in flight are finished and
+recorded, and the run ends with its reason. With `jobs = 1` this is the sequential loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from typing import Protocol
 
-from selfcode.gate.judge import Judge
 from selfcode.gate.verdict import Verdict
+from selfcode.llm import LLM
 from selfcode.prompt.context import Attempt
+from selfcode.run.candidate import Outcome, Pipeline
 from selfcode.run.context import Run
-from selfcode.run.propose import Proposer
+from selfcode.run.propose import Proposal
+from selfcode.search.combine import merges
+from selfcode.search.parents import Node
 
 
 class StopRun(Exception):
@@ -28,7 +37,12 @@ class BudgetExhausted(StopRun):
     pass
 
 
-Recheck = Callable[[bytes, str], Verdict]
+class Models(Protocol):
+    """Chooses the model of each candidate and learns from its outcome (llm/pool.py)."""
+
+    def choose(self) -> LLM: ...
+
+    def settle(self, model: str, accepted: bool) -> None: ...
 
 
 def attempt(n: int, rationale: str | None, status: str, reasons: list[str]) -> Attempt:
@@ -37,26 +51,73 @@ def attempt(n: int, rationale: str | None, status: str, reasons: list[str]) -> A
 
 
 class Agent:
-    def __init__(self, run: Run, *, judge: Judge, proposer: Proposer, recheck: Recheck,
-                 start: int = 1, attempts: list[Attempt] | None = None) -> None:
+    def __init__(self, run: Run, *, pipeline: Pipeline, jobs: int = 1, start: int = 1,
+                 attempts: list[Attempt] | None = None, models: Models | None = None) -> None:
         """`start` is the next candidate's number and `attempts` what the model has been
         shown so far: 1 and none, unless the run is resumed."""
-        self.ctx, self.judge, self.proposer, self.recheck = run, judge, proposer, recheck
+        self.ctx, self.pipeline, self.jobs, self.models = run, pipeline, max(1, jobs), models
         self.start = start
         self.attempts = attempts if attempts is not None else []
+        self._results: queue.Queue[Outcome] = queue.Queue()
+        self._in_flight: dict[int, LLM | None] = {}
 
     def run(self) -> str:
         """Iterate until a stop condition; returns the reason the run stopped."""
         iterations = self.ctx.settings.agent.iterations
+        stop: StopRun | None = None
         try:
             self._check_budget()
-            for n in range(self.start, iterations + 1):
+        except StopRun as exc:
+            return str(exc)
+        n = self.start
+        while True:
+            while stop is None and len(self._in_flight) < self.jobs and n <= iterations:
                 self._sentinel(n)
-                self.step(n)
-                self._check_budget()
-            raise IterationsDone(f"all {iterations} iterations done")
-        except StopRun as stop:
-            return str(stop)
+                self._dispatch(n)
+                n += 1
+            if not self._in_flight:
+                break
+            stop = self._record(self._next()) or stop
+            if stop is None:
+                stop = self._budget_stop()
+        self.pipeline.pool.settle()
+        if stop is None:
+            self._combine(n)
+        return str(stop or IterationsDone(f"all {iterations} iterations done"))
+
+    def _combine(self, n: int) -> None:
+        """Independent wins on other lineages, each brought onto the best node when its
+        patch applies there, and judged like any candidate (numbered after the model's)."""
+        lineage, store = self.pipeline.lineage, self.ctx.store
+        for merge in merges(lineage.nodes(), lineage.best().n):
+            if self.ctx.ledger.exceeded():
+                return
+            best, tip, fork = lineage.best(), lineage.node(merge.tip), lineage.node(merge.fork)
+            diff = store.diff(fork.sha, tip.sha)
+            if not store.applies(best.sha, diff):
+                continue
+            chain = ", ".join(str(c) for c in lineage.lineage(tip.n) if c not in
+                              lineage.lineage(fork.n))
+            rationale = (f"Combination: the change of candidate(s) {chain} (built on "
+                         + (f"candidate {fork.n}" if fork.n else "the baseline")
+                         + f"), brought onto the best so far, candidate {best.n}.")
+            self.ctx.history.add_candidate(self.ctx.run_id, n, best.sha)
+            self.ctx.ledger.begin()
+            self._in_flight[n] = None
+            self.ctx.observer.event("phase", f"combining candidate {tip.n}'s lineage with "
+                                    f"candidate {best.n}", n=n)
+            stop = self._record(self.pipeline.judge_only(
+                n, lineage.choose_node(best.n), Proposal(rationale=rationale, diff=diff)))
+            if stop is not None:
+                return
+            n += 1
+
+    def _budget_stop(self) -> StopRun | None:
+        try:
+            self._check_budget()
+        except StopRun as exc:
+            return exc
+        return None
 
     def _check_budget(self) -> None:
         reason = self.ctx.ledger.exceeded()
@@ -68,7 +129,9 @@ class Agent:
         every = self.ctx.settings.gate.sentinel_every
         if not every or n == 1 or (n - 1) % every:
             return
-        judged_faster = self.judge.sentinel()
+        lineage, pool = self.pipeline.lineage, self.pipeline.pool
+        with pool.lend(lineage.baseline(lineage.best().n)) as judge:
+            judged_faster = judge.sentinel()
         self.ctx.ledger.sentinel(judged_faster)
         if judged_faster:
             self.ctx.history.add_event(self.ctx.run_id, "aa-false-accept",
@@ -77,51 +140,79 @@ class Agent:
                                     "itself) was judged faster: the machine is noisier than "
                                     "the calibration said.")
 
-    def step(self, n: int) -> None:
+    def _dispatch(self, n: int) -> None:
+        """Start candidate `n` on its own thread, built on a parent the archive chooses."""
         ctx = self.ctx
-        parent = ctx.worktree.head()
-        ctx.history.add_candidate(ctx.run_id, n, parent)
+        parent = self.pipeline.lineage.choose()
+        ctx.history.add_candidate(ctx.run_id, n, parent.sha)
         ctx.ledger.begin()
-        ctx.observer.event("phase", "asking the model", n=n)
-        proposal = self.proposer.propose(n, self.attempts, self._check_budget)
-        if proposal.error:
-            ctx.update(n, rationale=proposal.rationale)  # kept: what the model meant
-            self._finish(n, "malformed", proposal.rationale, [proposal.error])
-            return
-        ctx.update(n, rationale=proposal.rationale, diff=proposal.diff)
-        verdict = self.judge.judge(proposal.diff)
-        if verdict.accepted:
-            ctx.observer.event("phase", "re-checking in a fresh sandbox", n=n)
-            verdict = self._recheck(proposal.diff)
-        ctx.update(n, verdict=verdict.model_dump())
-        if not verdict.accepted:
-            ctx.archive.keep(n, parent, proposal.rationale, proposal.diff, verdict, "rejected")
-            self._finish(n, "rejected", proposal.rationale, verdict.reasons, verdict)
-            return
-        ctx.observer.event("phase", "committing", n=n)
-        sha = ctx.archive.commit_accepted(ctx.worktree, n, proposal.rationale, proposal.diff,
-                                          verdict)
-        ctx.update(n, commit_sha=sha)
-        self.judge.set_baseline(ctx.worktree.tracked_tar())
-        self._finish(n, "accepted", proposal.rationale, [], verdict, commit=sha)
+        llm = self.models.choose() if self.models is not None else None
+        self._in_flight[n] = llm
+        attempts = list(self.attempts)  # what has finished so far
+        threading.Thread(target=lambda: self._results.put(
+            self.pipeline.work(n, parent, attempts, llm)), name=f"selfcode-candidate-{n}",
+            daemon=True).start()  # daemon: Ctrl-C must not wait for a model's reply
 
-    def _recheck(self, diff: str) -> Verdict:
-        verdict = self.recheck(self.ctx.worktree.tracked_tar(), diff)
-        if verdict.accepted:
-            return verdict
-        if verdict.canary is not None and not verdict.canary.passed:
-            # The gate passed it twice; it is the promotion stage that failed (gate/canary.py).
-            verdict.reasons.insert(0, "passed the gate, but its own judge failed the canary")
+    def _next(self) -> Outcome:
+        while True:  # a timed wait, so that Ctrl-C reaches this thread at once
+            try:
+                return self._results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    def _record(self, outcome: Outcome) -> StopRun | None:
+        """Record one finished candidate; a stop condition it met is returned, and an
+        infrastructure error raised, as the sequential loop did."""
+        llm = self._in_flight.pop(outcome.n)
+        if isinstance(outcome.failure, StopRun):
+            return outcome.failure
+        if outcome.failure is not None:
+            raise outcome.failure
+        ctx, n, proposal, verdict = self.ctx, outcome.n, outcome.proposal, outcome.verdict
+        if proposal.error or verdict is None:
+            self._finish(n, "malformed", proposal.rationale, [proposal.error or "no edit"])
+            return None
+        ctx.update(n, verdict=verdict.model_dump())
+        self.pipeline.verdicts[n] = verdict
+        if self.models is not None and llm is not None:
+            self.models.settle(llm.model, verdict.accepted)
+        if not verdict.accepted:
+            ctx.archive.keep(n, outcome.parent.sha, proposal.rationale, proposal.diff, verdict,
+                             "rejected")
+            self._finish(n, "rejected", proposal.rationale, verdict.reasons, verdict)
+            return None
+        sha = self._commit(outcome, verdict)
+        self._finish(n, "accepted", proposal.rationale, [], verdict, commit=sha)
+        return None
+
+    def _commit(self, outcome: Outcome, verdict: Verdict) -> str:
+        """An accepted candidate becomes a node: a commit on its parent, on the run's branch
+        when its parent is the branch's head; the branch follows the best node."""
+        ctx, n, parent = self.ctx, outcome.n, outcome.parent
+        ctx.observer.event("phase", "committing", n=n)
+        rationale, diff = outcome.proposal.rationale, outcome.proposal.diff
+        worktree = ctx.worktree
+        if parent.sha == worktree.head():
+            sha = ctx.archive.commit_accepted(worktree, n, rationale, diff, verdict)
         else:
-            verdict.reasons.insert(0, "accepted at first, but not when re-checked in a fresh "
-                                      "sandbox")
-        return verdict
+            sha = ctx.archive.commit_beside(n, parent.sha, rationale, diff, verdict)
+        ctx.update(n, commit_sha=sha)
+        lineage = self.pipeline.lineage
+        lineage.add(Node(n=n, sha=sha, parent=parent.n,
+                         score=parent.score * (verdict.speedup() or 1.0)),
+                    ctx.store.tracked_tar(sha), outcome.tests)
+        if lineage.best().n == n and worktree.head() != sha:
+            worktree.move_to(sha)  # a better lineage than the branch's: the branch follows
+            ctx.observer.event("note", f"Candidate {n}, built on "
+                               + (f"candidate {parent.n}" if parent.n else "the baseline")
+                               + ", is the best so far; the run's branch now ends there.")
+        return sha
 
     def _finish(self, n: int, status: str, rationale: str, reasons: list[str],
                 verdict: Verdict | None = None, commit: str | None = None) -> None:
         self.ctx.update(n, status=status)
         self.ctx.ledger.settle(status, commit=commit,
                                speedup=verdict.speedup() if commit and verdict else None)
-        self.attempts.append(attempt(n, rationale, status, reasons))
+        self.attempts.append(Attempt.from_verdict(n, rationale, status, reasons, verdict))
         self.ctx.observer.event("candidate", status, n=n, reasons=reasons,
                                 verdict=verdict.model_dump() if verdict else None)

@@ -11,9 +11,11 @@ hot functions (prompt/targets.py), rotating over the hottest.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from selfcode.edits import (
     choose_format,
@@ -37,7 +39,17 @@ from selfcode.prompt.trim import PromptSections, trim_context
 from selfcode.run.context import Run
 from selfcode.sandbox.results import ProfileRun
 
-Profiler = Callable[[], ProfileRun]
+Profiler = Callable[["Parent"], ProfileRun]
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The state a candidate is built on, as the prompt reads it: `key` names it (a commit),
+    `path` holds its files and `files` lists them."""
+
+    key: str
+    path: Path
+    files: list[str]
 
 
 @dataclass
@@ -63,32 +75,35 @@ class Proposer:
         self.shrink = 1.0
         """The share of a full prompt the model's context took, learned from its overflows."""
         self.targets: list[Target] = []
+        """The targets of the parent asked for last."""
         self.aimed: dict[int, str] = {}
         """Candidate number -> the key of the target it was aimed at."""
-        self._baseline: str | None = None
-        self._builder: ContextBuilder | None = None
+        self._builders: dict[str, tuple[ContextBuilder, list[Target]]] = {}
+        self._lock = threading.RLock()
 
-    def _refresh(self) -> ContextBuilder:
-        """The context of the current baseline: built, and profiled, once per baseline."""
-        head = self.worktree.head()
-        if self._builder is None or head != self._baseline:
-            protected = self.settings.gate.protected
-            self._builder = ContextBuilder(
-                self.worktree.path, self.worktree.list_files(), protected,
-                self.settings.agent.max_context_chars, self.entry_points,
-                include_peripheral=self.judge.goal == "fix",
-                excerpts=self.edit_format != "whole")
-            self.targets = targets_of(self._profile(), lambda p: not peripheral(p)
-                                      and not protected_violations([p], protected))
-            self._baseline = head
-        return self._builder
+    def _refresh(self, parent: Parent) -> tuple[ContextBuilder, list[Target]]:
+        """The context of `parent`: built, and profiled, once per parent (several threads
+        may ask at once; the first builds it)."""
+        with self._lock:
+            if parent.key not in self._builders:
+                builder = ContextBuilder(
+                    parent.path, parent.files, self.settings.gate.protected,
+                    self.settings.agent.max_context_chars, self.entry_points,
+                    include_peripheral=self.judge.goal == "fix",
+                    excerpts=self.edit_format != "whole")
+                protected = self.settings.gate.protected
+                targets = targets_of(self._profile(parent), lambda p: not peripheral(p)
+                                     and not protected_violations([p], protected))
+                self._builders[parent.key] = (builder, targets)
+            builder, self.targets = self._builders[parent.key]
+            return builder, self.targets
 
-    def _profile(self) -> ProfileRun | None:
+    def _profile(self, parent: Parent) -> ProfileRun | None:
         if self.profiler is None:
             return None
         self.ctx.observer.event("phase", "profiling the baseline's benchmarks")
         try:
-            profile = self.profiler()
+            profile = self.profiler(parent)
         except SelfcodeError as exc:  # advisory: the run goes on, aimed less precisely
             self.ctx.observer.event("warning", f"Could not profile the benchmarks ({exc}); "
                                     "the prompt shows the code they import instead.")
@@ -96,11 +111,12 @@ class Proposer:
         self.ctx.history.add_event(self.ctx.run_id, "profile", profile.model_dump_json())
         return profile
 
-    def sections(self, attempts: list[Attempt], n: int = 0) -> PromptSections[Attempt]:
+    def sections(self, attempts: list[Attempt], n: int = 0,
+                 parent: Parent | None = None) -> PromptSections[Attempt]:
         """Candidate `n`'s context: aimed at the next target, cut to the learned size."""
-        builder = self._refresh()
+        builder, targets = self._refresh(parent or self.worktree_parent())
         history = [(self.aimed[a.n], a.status) for a in attempts if a.n in self.aimed]
-        target = choose_target(self.targets, history)
+        target = choose_target(targets, history)
         if target is None:
             sections = builder.fallback(attempts)
         else:
@@ -127,28 +143,36 @@ class Proposer:
         system = render("system", rules=rules, edit_format=self.edit_format)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def propose(self, n: int, attempts: list[Attempt],
-                between_turns: Callable[[], None]) -> Proposal:
-        sections = self.sections(attempts, n)
+    def worktree_parent(self) -> Parent:
+        """The run's worktree as a parent: its HEAD, the state greedy search builds on."""
+        return Parent(self.worktree.head(), self.worktree.path, self.worktree.list_files())
+
+    def propose(self, n: int, attempts: list[Attempt], between_turns: Callable[[], None],
+                parent: Parent | None = None, llm: LLM | None = None) -> Proposal:
+        """Candidate `n`, built on `parent` (default: the worktree's HEAD) and asked of `llm`
+        (default: the proposer's model); every repair turn asks the same model."""
+        parent = parent or self.worktree_parent()
+        llm = llm or self.llm
+        sections = self.sections(attempts, n, parent)
         messages = self.messages(sections)
         error, rationale = "no reply", ""
         for turn in range(self.settings.agent.repair_turns + 1):
             if turn:
                 between_turns()
             try:
-                reply = self._ask(n, turn, messages)
+                reply = self._ask(llm, n, turn, messages)
             except ContextLengthError as exc:
                 self.ctx.observer.event("warning", f"The prompt is too long for the model; "
                                         f"trimming it to {exc.factor:.0%} and asking again.")
                 self.shrink *= exc.factor  # every later candidate starts at the size that fits
                 sections = trim_context(sections, exc.factor)
                 messages = self.messages(sections)
-                reply = self._ask(n, turn, messages)
+                reply = self._ask(llm, n, turn, messages)
             try:
                 rationale, old, new = parse_and_apply(
                     reply.text, self.edit_format,
                     # Read through the policy: a path through a symlink is refused, not followed.
-                    lambda paths: read_tree(self.worktree.path, paths))
+                    lambda paths: read_tree(parent.path, paths))
                 return Proposal(rationale=rationale, diff=render_diff(old, new))
             except EditError as exc:
                 error = str(exc)
@@ -161,13 +185,13 @@ class Proposer:
                                 "repair", error=error, edit_format=self.edit_format)}]
         return Proposal(rationale=rationale, error=f"no usable edit after repairs: {error}")
 
-    def _ask(self, n: int, turn: int, messages: list[Message]) -> Reply:
+    def _ask(self, llm: LLM, n: int, turn: int, messages: list[Message]) -> Reply:
         started = time.perf_counter()
         try:
-            reply = self.llm.complete(messages)
+            reply = llm.complete(messages)
         except Exception as exc:
             self.ctx.history.add_exchange(Exchange(
-                run_id=self.ctx.run_id, candidate_n=n, turn=turn, model=self.llm.model,
+                run_id=self.ctx.run_id, candidate_n=n, turn=turn, model=llm.model,
                 messages=messages, reply="", prompt_tokens=0, completion_tokens=0,
                 cost_usd=0.0, latency_s=time.perf_counter() - started, error=str(exc)))
             raise

@@ -30,8 +30,10 @@ from selfcode.git.worktree import RunWorktree
 from selfcode.history.db import HISTORY_FILE, History, new_run_id
 from selfcode.history.rows import RunRow
 from selfcode.llm import LLM, make_llm
+from selfcode.llm.pool import ModelPool
 from selfcode.prompt.context import Attempt
 from selfcode.resources import examples_dir
+from selfcode.run.candidate import Pipeline
 from selfcode.run.context import Run
 from selfcode.run.events import Observer, RecordingObserver
 from selfcode.run.ledger import Ledger
@@ -46,11 +48,15 @@ from selfcode.run.resume import (
     summarize,
     sweep_dead_runs,
 )
+from selfcode.run.searching import Chooser, check_budget, profiler, restore_nodes
 from selfcode.run.selfdemo import commit_demo_repo
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.factory import backend_facts, baseline_dependencies, open_sandbox
-from selfcode.sandbox.results import ProfileRun
+from selfcode.sandbox.results import TestsRun
 from selfcode.sandbox.trees import Trees
+from selfcode.search.dedupe import Seen
+from selfcode.search.lineage import Lineage
+from selfcode.search.pool import Baseline, JudgePool, default_jobs
 
 if TYPE_CHECKING:
     from selfcode.sandbox.deps import DependencySet
@@ -77,7 +83,14 @@ def improve(path: Path, settings: Settings, observer: Observer, llm: LLM | None 
     of crashed runs (worktrees, ref locks, runs still marked running) are settled first.
     """
     store = GitStore(path)
+    models = None
+    if llm is None and len(settings.llm.models) > 1:
+        # Several models: each candidate's is chosen by the pool's bandit (run/loop.py).
+        models = ModelPool.from_config(settings.llm,
+                                       on_retry=lambda msg: observer.event("retry", msg))
+        llm = models.client(settings.llm.models[0])
     llm = llm or make_llm(settings.llm, on_retry=lambda msg: observer.event("retry", msg))
+    label = settings.llm.model if models is not None else llm.model  # "a,b": the run's models
     if store.is_dirty() and not resume:
         observer.event("note", f"Uncommitted changes are ignored: the run starts from HEAD "
                                f"({store.head_commit()[:10]}).")
@@ -96,14 +109,14 @@ def improve(path: Path, settings: Settings, observer: Observer, llm: LLM | None 
             git_cfg = git_config_of(settings)
 
             def archive_for(rid: str) -> Archive:
-                return Archive(store, history, rid, llm.model, git_cfg)
+                return Archive(store, history, rid, label, git_cfg)
 
             for dead in sweep_dead_runs(store, history, archive_for, keep=resume):
                 observer.event("note", f"Run {dead} had died; it is now marked interrupted "
                                        f"(continue it with --resume {dead}).")
             opened = _open(store, history, archive_for(run_id), settings,
                            RecordingObserver(observer, history, run_id), resume)
-            return _run(opened, llm, resume, started)
+            return _run(opened, llm, resume, started, models)
         finally:
             history.close()
 
@@ -160,7 +173,8 @@ def _reopen(store: GitStore, history: History, archive: Archive, settings: Setti
     return Opened(run, start, restore_attempts(history, run_id), wall)
 
 
-def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSummary:
+def _run(opened: Opened, llm: LLM, resume: str | None, started: float,
+         models: ModelPool | None = None) -> RunSummary:
     run = opened.run
     # Read from the base commit's objects once, and reused by every sandbox of the run, the
     # re-check's too: the host never reads dependency declarations a candidate wrote.
@@ -180,7 +194,12 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float) -> RunSum
             sandbox = sandboxes.enter_context(open_sandbox(
                 run.settings.sandbox, run.store.state_dir(), run.run_id, deps, run.observer,
                 timings=setup))
-            stop = _agent(opened, llm, sandbox, deps, setup, reopen).run()
+            agent = _agent(opened, llm, sandbox, deps, setup, reopen)
+            agent.models = Chooser(models, run.settings.agent.seed) if models else None
+            try:
+                stop = agent.run()
+            finally:
+                agent.pipeline.lineage.close()
         status = "finished"
     except KeyboardInterrupt:
         status, stop = "interrupted", "interrupted; the current candidate was discarded"
@@ -218,38 +237,57 @@ def _remove_branch_without_commits(run: Run) -> bool:
 
 def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | None,
            setup: dict[str, float], reopen: Callable[[], Sandbox]) -> Agent:
-    """The loop for `opened`, its judge calibrated in `sandbox` (`setup`: the seconds its
-    image and start took); `reopen` replaces a sandbox that a candidate broke."""
+    """The loop for `opened`, its first judge calibrated in `sandbox` (`setup`: the seconds
+    its image and start took); `reopen` opens another sandbox (a pool judge's, or the
+    replacement of one a candidate broke)."""
     run = opened.run
     settings, observer = run.settings, run.observer
     files = run.worktree.list_files()
     judge = _judge_in(sandbox, settings, files, observer, setup, reopen)
     judge.promote = False  # an accepted self-candidate is promoted by its re-check
-    judge.set_baseline(run.worktree.tracked_tar(), runs=settings.gate.flaky_runs)
-    describe_judging(judge, judge.calibrate(), observer)
+    runs = settings.gate.flaky_runs
+    # One run of the baseline's tests, then what the prompt needs (the calibration settles
+    # each benchmark's metric; the profile, its targets): the first model request goes out
+    # while the other runs, which settle the quarantine, go on (`confirm_in_background`).
+    judge.set_baseline(run.worktree.tracked_tar(), runs=runs, now=1)
+    calibration = judge.calibrate()
+    agent_cfg = settings.agent
+    replaying = settings.llm.replay is not None
+    jobs = agent_cfg.jobs or default_jobs(settings.sandbox.backend, replaying)
+    strategy = agent_cfg.strategy or ("greedy" if replaying else "archive")
+    head = run.worktree.head()
+    pool = JudgePool(judge, jobs, reopen, head)
+    lineage = Lineage(run.store.scratch_dir() / f"nodes-{run.run_id}", strategy,
+                      agent_cfg.seed)
+    restore_nodes(run, lineage, judge, head)
+    if jobs > 1 or strategy != "greedy":
+        observer.event("note", f"Search: {jobs} candidate(s) in flight, parents drawn "
+                               f"{'from the archive' if strategy == 'archive' else 'greedily'}.")
 
-    def recheck(parent_tar: bytes, diff: str) -> Verdict:
+    def recheck(parent: Baseline, diff: str) -> tuple[Verdict, TestsRun | None]:
         t1 = time.perf_counter()
         with open_sandbox(settings.sandbox, run.store.state_dir(), run.run_id, deps, observer,
                           quiet=True) as fresh:
             fresh_judge = judge.fork(fresh, time.perf_counter() - t1)
-            fresh_judge.set_baseline(parent_tar)
-            return fresh_judge.judge(diff)
+            fresh_judge.set_baseline(parent.tar)
+            verdict = fresh_judge.judge(diff)
+            return verdict, getattr(fresh_judge, "last_tests", None)
 
     entry_points = [f for b in judge.benchmarks.values() for f in b[1:2]] or [
         f for f in files if f.endswith(".py") and "test" in f]
     proposer = Proposer(run, llm, entry_points=entry_points, judge=judge,
-                        profiler=_profiler(judge))
-    return Agent(run, judge=judge, proposer=proposer, recheck=recheck, start=opened.start,
+                        profiler=profiler(judge, pool, lineage, head))
+    pipeline = Pipeline(run, proposer, pool, lineage, recheck, Seen(),
+                        between_turns=lambda: check_budget(run))
+    first = next((node.n for node in lineage.nodes() if node.sha == head), 0)
+    proposer.sections([], 0, lineage.parent_view(first))  # profiled before the other runs
+    if runs > 1:
+        pool.confirm_in_background(lineage.baseline(first), runs,
+                                   then=lambda: describe_judging(judge, calibration, observer))
+    else:
+        describe_judging(judge, calibration, observer)
+    return Agent(run, pipeline=pipeline, jobs=jobs, start=opened.start,
                  attempts=opened.attempts)
-
-
-def _profiler(judge: Judge) -> Callable[[], ProfileRun] | None:
-    """Profiles the judge's current baseline, when candidates are judged by speed."""
-    trees = getattr(judge, "trees", None)  # a stand-in judge of the tests has none
-    if judge.goal != "speed" or not judge.benchmarks or not isinstance(trees, Trees):
-        return None
-    return lambda: trees.profile(judge.benchmarks)
 
 
 def _base_commit(store: GitStore, worktree: RunWorktree, resume: str | None) -> str:

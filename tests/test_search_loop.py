@@ -1,0 +1,149 @@
+"""The search loop with several candidates in flight and parents drawn from the archive.
+
+With the stand-in judge (run_helpers.FakeJudge: accepts diffs containing '# fast') and real
+git repositories: whatever order candidates finish in, every one is recorded once with its
+ref and note, accepted candidates built on another node than the branch's head are kept
+beside the branch, the branch ends as the best node's lineage, and a candidate whose tree was
+judged before is not judged again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from selfcode.git.store import GitStore
+from selfcode.history.db import History
+
+from run_helpers import (
+    REPLY_BAD_EVENS,
+    REPLY_EVENS,
+    REPLY_SQUARES,
+    edit,
+    git,
+    improve,
+    isolated_run,  # noqa: F401 (an autouse fixture: importing it is using it)
+    make_target,
+    write_replay,
+)
+
+
+def _candidates(repo: Path, run_id: str) -> list[Any]:
+    store = GitStore(repo)
+    with History.in_state_dir(store.state_dir()) as history:
+        return history.candidates(run_id)
+
+
+def _refs(repo: Path, run_id: str) -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)",
+              f"refs/selfcode/{run_id}/")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def test_three_in_flight_each_recorded_once_with_ref_and_note(tmp_path: Path) -> None:
+    repo = make_target(tmp_path / "target")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    replay = write_replay(tmp_path / "r.jsonl", REPLY_SQUARES, REPLY_EVENS, REPLY_BAD_EVENS)
+    summary = improve(repo, replay, "--iterations", "3", "--jobs", "3",
+                      "--strategy", "greedy")
+    run_id = summary["run_id"]
+    rows = {r.n: r for r in _candidates(repo, run_id)}
+    assert sorted(rows) == [1, 2, 3, 4]
+    model_made = [rows[n] for n in (1, 2, 3)]
+    assert sorted(r.status for r in model_made) == ["accepted", "accepted", "rejected"]
+    # All three were in flight at once: each was built on the run's baseline.
+    assert {r.parent_commit for r in model_made} == {base}
+    refs = _refs(repo, run_id)
+    assert sorted(refs) == [f"refs/selfcode/{run_id}/{n}" for n in (1, 2, 3, 4)]
+    for ref_sha in refs.values():
+        note = json.loads(git(repo, "notes", "--ref=selfcode", "show", ref_sha))
+        assert note["status"] in ("accepted", "rejected")
+    first, second = sorted((r for r in model_made if r.status == "accepted"),
+                           key=lambda r: r.n)
+    # The first to be recorded went on the branch; the other, built on the same baseline,
+    # was kept beside it; both commits' parent is the baseline.
+    for row in (first, second):
+        assert git(repo, "rev-parse", f"{row.commit_sha}^").strip() == base
+    # At the end the two independent wins were combined, judged as candidate 4, and the
+    # combination (on top of the branch's head) became the branch's end.
+    combined = rows[4]
+    assert combined.rationale.startswith("Combination")
+    assert combined.status == "accepted"
+    assert combined.parent_commit in (first.commit_sha, second.commit_sha)
+    branch = summary["branch"]
+    assert git(repo, "rev-parse", branch).strip() == combined.commit_sha
+    assert len(git(repo, "rev-list", f"{base}..{branch}").split()) == 2
+    tree = git(repo, "show", f"{branch}:src/fastlib/__init__.py")
+    assert "(n - 1) * n * (2 * n - 1) // 6" in tree and "(n + 1) // 2" in tree
+    assert summary["accepted"] == 3 and summary["candidates"] == 4
+
+
+def test_a_repeat_is_not_judged_again(tmp_path: Path) -> None:
+    repo = make_target(tmp_path / "target")
+    comment_only = edit("Explain the loop.", "    count = 0\n",
+                        "    count = 0  # the number of evens seen so far\n")
+    replay = write_replay(tmp_path / "r.jsonl", REPLY_BAD_EVENS, REPLY_BAD_EVENS,
+                          comment_only)
+    summary = improve(repo, replay, "--iterations", "3", "--jobs", "1")
+    rows = {r.n: r for r in _candidates(repo, summary["run_id"])}
+    assert [rows[n].status for n in (1, 2, 3)] == ["rejected"] * 3
+    second = rows[2].verdict
+    assert second["reasons"][0].startswith("a repeat")
+    assert "candidate 1's code" in second["reasons"][0]
+    # The earlier verdict is what the model is told, not a new judgement.
+    assert "newly failing: tests/test_fastlib.py::test_evens" in second["reasons"]
+    assert second["sandbox"] == "none" and "tests" not in second["timings"]
+    assert "its parent's code" in rows[3].verdict["reasons"][0]
+
+
+def _tar(files: dict[str, str]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_lineage_counts_children_and_greedy_builds_on_the_branch_head(tmp_path: Path) -> None:
+    from selfcode.search.lineage import Lineage
+    from selfcode.search.parents import Node
+
+    lineage = Lineage(tmp_path / "nodes", "greedy", seed=0)
+    lineage.add(Node(n=0, sha="a" * 40, parent=None, score=1.0), _tar({"x.py": "x = 1\n"}),
+                None)
+    lineage.add(Node(n=1, sha="b" * 40, parent=0, score=1.5), _tar({"x.py": "x = 2\n"}), None)
+    lineage.add(Node(n=2, sha="c" * 40, parent=0, score=1.5), _tar({"x.py": "x = 3\n"}), None)
+    lineage.add(Node(n=4, sha="d" * 40, parent=2, score=1.2), _tar({"x.py": "x = 4\n",
+                                                                   "../evil": "no"}), None)
+    # Ties go to the earliest node: the one already on the branch, so the branch stays.
+    assert lineage.best().n == 1
+    assert [lineage.choose().n for _ in range(3)] == [1, 1, 1]
+    assert lineage.node(1).children == 3
+    assert lineage.lineage(4) == [2, 4]
+    view = lineage.parent_view(4)
+    assert view.files == ["x.py"]  # a member outside the tree is never written
+    assert (view.path / "x.py").read_text() == "x = 4\n"
+    assert not (tmp_path / "evil").exists()
+    lineage.close()
+    assert not (tmp_path / "nodes").exists()
+
+
+def test_archive_strategy_also_draws_nodes_other_than_the_best(tmp_path: Path) -> None:
+    from selfcode.search.lineage import Lineage
+    from selfcode.search.parents import Node
+
+    lineage = Lineage(tmp_path / "nodes", "archive", seed=1)
+    for n, score in ((0, 1.0), (1, 1.3), (2, 1.25)):
+        lineage.add(Node(n=n, sha=str(n) * 40, parent=0 if n else None, score=score),
+                    _tar({"x.py": f"x = {n}\n"}), None)
+    drawn = [lineage.choose().n for _ in range(60)]
+    # The penalty for children already tried spreads the draws over the good nodes.
+    assert {1, 2} <= set(drawn)
+    assert drawn.count(1) < 60
