@@ -261,3 +261,21 @@ def test_which_changed_files_are_imported(tmp_path: Path, path: str, expected: s
     (tmp_path / "src/pkg/__init__.py").write_text("")
     (tmp_path / "src/pkg/sub/__init__.py").write_text("")
     assert module_name(str(tmp_path), path) == expected
+
+
+def test_judges_of_a_pool_record_each_baselines_map_once(tmp_path: Path, repo: Path) -> None:
+    """The search's pool lends judges parents in turn: a tree's coverage map is recorded by
+    the first judge that needs it and reused by its forks, also after another parent."""
+    other = {**FILES, "pkg/alpha.py": ALPHA.replace("2 * x", "x + x")}
+    diff = unified_diff(repo, {"pkg/alpha.py": ALPHA.replace("x / 2", "x / 3")})
+    with LocalSandbox(harness_dir()) as first_box, LocalSandbox(harness_dir()) as second_box:
+        first = _judge(Trees(first_box, timeout=60))
+        assert "coverage_map" in first.judge(diff).timings
+        twin = first.fork(second_box)
+        twin.adopt_baseline(tar_of(FILES), first.baseline_tests)  # type: ignore[arg-type]
+        assert "coverage_map" not in twin.judge(diff).timings  # recorded by `first`
+        twin.set_baseline(tar_of(other))
+        twin.adopt_baseline(tar_of(FILES), first.baseline_tests)  # type: ignore[arg-type]
+        again = twin.judge(diff)
+        assert "coverage_map" not in again.timings
+        assert again.reasons == ["newly failing: tests/test_alpha.py::test_half"]

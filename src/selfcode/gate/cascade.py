@@ -22,6 +22,7 @@ does not hold up, a timeout) is left to the full suite.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class Cascade:
         self.map: CoverageMap | None = None
         self.recorded = False
         self._baseline_runs: dict[tuple[str, ...], TestsRun] = {}
+        # Judges of a pool share it from their own threads: one records, the others wait.
+        self._lock = threading.RLock()
 
     def for_baseline(self, tar: bytes) -> Cascade:
         """This cascade if it belongs to `tar`, else a new one (recorded on first use)."""
@@ -86,7 +89,8 @@ class Cascade:
                                 for name, error in sorted(broken.items())])
         if not step.config.select_tests:
             return Outcome()
-        self._record(step, timings)
+        with self._lock:
+            self._record(step, timings)
         ids = self._selection(step, paths)
         if ids is None:
             return Outcome()
@@ -151,6 +155,11 @@ class Cascade:
     def _baseline_alone(self, step: Step, ids: list[str], timings: dict[str, float]) -> TestsRun:
         """The baseline's run of the same selection (cached): what passes there when run apart
         from the rest of the suite."""
+        with self._lock:
+            return self._baseline_alone_locked(step, ids, timings)
+
+    def _baseline_alone_locked(self, step: Step, ids: list[str],
+                               timings: dict[str, float]) -> TestsRun:
         key = tuple(ids)
         if key not in self._baseline_runs:
             step.progress("testing the same tests on the baseline")

@@ -122,6 +122,9 @@ class Judge:
         self._corpus: Corpus | None = None
         self._canary_stage: tuple[str, dict[str, str]] | None = None
         self.cascade = Cascade()  # its coverage map is the baseline's, recorded on first use
+        # Every baseline's cascade, shared with this judge's forks (the search's pool lends
+        # judges parents in turn): a tree's map is recorded once, whichever judge needs it.
+        self._cascades: dict[str, Cascade] = {}
 
     def fork(self, sandbox: Sandbox, sandbox_start: float = 0.0) -> Judge:
         """The same judgement in another sandbox: same rules, noise floor and quarantine.
@@ -137,6 +140,7 @@ class Judge:
         twin.quarantined = set(self.quarantined)
         twin.promote = True  # the re-check is where an accepted self-candidate is promoted
         twin.cascade = self.cascade  # kept only if its baseline is the same tree
+        twin._cascades = self._cascades
         return twin
 
     def set_baseline(self, tar: bytes, runs: int = 1, now: int | None = None) -> TestsRun:
@@ -195,7 +199,8 @@ class Judge:
     def _load(self, tar: bytes) -> None:
         """The baseline on the host (its reading of patches) and in the sandbox."""
         self._baseline_tar = tar
-        self.cascade = self.cascade.for_baseline(tar)
+        fresh = self.cascade.for_baseline(tar)
+        self.cascade = self._cascades.setdefault(fresh.baseline, fresh)
         if self._police is None or self._police.goal != self.goal or self._police.tar != tar:
             if self._police is not None:
                 self._police.close()
