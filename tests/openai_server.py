@@ -9,6 +9,12 @@ Each POST /v1/chat/completions takes the next item of the script: a reply text (
 `Answer` with explicit usage), or a `Fault`. GET /v1/models lists `server.models`
 (404 when it is None). An empty script answers 400 "script exhausted", which the client
 does not retry, so a test that asks for too much fails at once.
+
+Two optional features for benchmarks (benchmarks/bench_search.py), off by default:
+`server.responder = fn` answers a request the script does not (fn gets the request's JSON
+body and returns a script item, so a reply can depend on the prompt), and `server.latency =
+seconds` holds every chat completion that long before answering, as a real model's
+generation would. Requests are served concurrently, each on its own thread.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -115,6 +122,7 @@ class Fault:
 
 
 ScriptItem = str | Answer | Fault
+Responder = Callable[[Any], ScriptItem]
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,8 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     counter: int = 0
+    responder: Responder | None = None  # answers what the script does not
+    latency: float = 0.0  # seconds every chat completion is held before it is answered
 
 
 def _words(text: str) -> int:
@@ -220,6 +230,12 @@ class _Handler(BaseHTTPRequestHandler):
             item = state.script.popleft() if state.script else None
             state.counter += 1
             number = state.counter
+            responder, latency = state.responder, state.latency
+        if item is None and responder is not None:
+            item = responder(body)  # outside the lock: requests in flight answer concurrently
+        if latency > 0 and state.stopping.wait(latency):
+            self.close_connection = True
+            return
         if item is None:
             self._send(
                 400,
@@ -293,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 16
+    request_queue_size = 64
 
     def __init__(self, state: _State) -> None:
         self.state = state
@@ -367,6 +383,24 @@ class OpenAIServer:
     @models.setter
     def models(self, value: list[str] | None) -> None:
         self._state.models = value
+
+    @property
+    def responder(self) -> Responder | None:
+        return self._state.responder
+
+    @responder.setter
+    def responder(self, value: Responder | None) -> None:
+        with self._state.lock:
+            self._state.responder = value
+
+    @property
+    def latency(self) -> float:
+        return self._state.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        with self._state.lock:
+            self._state.latency = seconds
 
     @property
     def port(self) -> int:
