@@ -20,7 +20,10 @@ from selfcode.history.texts import split
 # The values the schema's CHECK constraints allow; shipped migrations build their SQL from
 # them, so extending one needs a migration that rebuilds the table, not just a new value.
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
-CANDIDATE_STATUSES = ("proposed", "malformed", "rejected", "accepted", "abandoned")
+# The statuses m001 allowed (a migration's effect never changes) and those allowed now: m004
+# adds "infrastructure" (the machinery failed the candidate: neither accepted nor rejected).
+_M001_CANDIDATE_STATUSES = ("proposed", "malformed", "rejected", "accepted", "abandoned")
+CANDIDATE_STATUSES = (*_M001_CANDIDATE_STATUSES, "infrastructure")
 REVIEW_DECISIONS = ("approved", "rejected")
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -122,7 +125,7 @@ _M001_INITIAL = (
             rationale TEXT,
             diff TEXT,
             status TEXT NOT NULL DEFAULT 'proposed'
-                CHECK (status IN {_in(CANDIDATE_STATUSES)}),
+                CHECK (status IN {_in(_M001_CANDIDATE_STATUSES)}),
             verdict_json TEXT,
             commit_sha TEXT,
             created_at TEXT NOT NULL,
@@ -251,3 +254,33 @@ def m003_prompt_texts(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE exchanges")
     db.execute("ALTER TABLE exchanges_m003 RENAME TO exchanges")
     db.execute("CREATE INDEX exchanges_by_run ON exchanges (run_id, candidate_n)")
+
+
+_M004_COLUMNS = ("run_id, n, parent_commit, rationale, diff, status, verdict_json, commit_sha,"
+                 " created_at, candidate_commit")
+
+
+@migration
+def m004_infrastructure_status(db: sqlite3.Connection) -> None:
+    # A candidate the machinery failed (a cluster node died twice under it) is recorded as
+    # such: SQLite cannot change a CHECK, so the candidates table is rebuilt with the new one.
+    db.execute(f"""
+        CREATE TABLE candidates_m004 (
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            n INTEGER NOT NULL,
+            parent_commit TEXT,
+            rationale TEXT,
+            diff TEXT,
+            status TEXT NOT NULL DEFAULT 'proposed'
+                CHECK (status IN {_in(CANDIDATE_STATUSES)}),
+            verdict_json TEXT,
+            commit_sha TEXT,
+            created_at TEXT NOT NULL,
+            candidate_commit TEXT,
+            PRIMARY KEY (run_id, n)
+        )
+        """)
+    db.execute(f"INSERT INTO candidates_m004 ({_M004_COLUMNS})"
+               f" SELECT {_M004_COLUMNS} FROM candidates")
+    db.execute("DROP TABLE candidates")
+    db.execute("ALTER TABLE candidates_m004 RENAME TO candidates")
