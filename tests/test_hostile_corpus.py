@@ -35,7 +35,7 @@ pytest_plugins = ["docker_util"]
 CORPUS = Path(__file__).parent / "hostile"
 EXAMPLES = Path(__file__).parents[1] / "examples"
 CLASSES = ("host-exec", "forged-report", "hidden-work", "carried-state", "regression",
-           "patch-reading", "faults", "policy", "equivalence")
+           "patch-reading", "faults", "policy", "equivalence", "cascade")
 EXPECTS = ("rejected", "unusable", "accepted")
 
 
@@ -106,7 +106,9 @@ def judges(request: pytest.FixtureRequest,
                                       HARNESS_DIR, client=client)
             boxes.append(box)
             store = GitStore(repo)
-            gate = GateConfig()
+            # Every case through the cascade's selected stage (gate/cascade.py), whose selection
+            # is the whole of these small suites: it may reject earlier, never otherwise.
+            gate = GateConfig(select_max_share=1.0)
             judge = Judge(Trees(box, timeout=60), gate,
                           discover_benchmarks(store.list_files(), gate, box.python))
             judge.set_baseline(store.tracked_tar(), runs=2)
