@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from selfcode.git.store import GitStore
 from selfcode.history.db import History
 
@@ -147,3 +149,32 @@ def test_archive_strategy_also_draws_nodes_other_than_the_best(tmp_path: Path) -
     # The penalty for children already tried spreads the draws over the good nodes.
     assert {1, 2} <= set(drawn)
     assert drawn.count(1) < 60
+
+
+def test_an_infrastructure_failure_is_neither_accepted_nor_rejected_and_the_run_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An executor whose node died under candidate 1 (twice): it is recorded as such, with
+    its ref and an event, and candidate 2 is judged as usual."""
+    import selfcode.run.workflows as workflows
+    from selfcode.errors import InfrastructureFailure
+    from selfcode.executors.local import LocalExecutor
+
+    class DyingOnce(LocalExecutor):
+        def judge(self, n: int, baseline: Any, diff: str) -> Any:
+            if n == 1:
+                raise InfrastructureFailure("node 10.0.0.2 died, and node 10.0.0.3 after it")
+            return super().judge(n, baseline, diff)
+
+    monkeypatch.setattr(workflows, "LocalExecutor", DyingOnce)
+    repo = make_target(tmp_path / "target")
+    replay = write_replay(tmp_path / "r.jsonl", REPLY_SQUARES, REPLY_SQUARES)
+    summary = improve(repo, replay, "--iterations", "2")
+    rows = {r.n: r for r in _candidates(repo, summary["run_id"])}
+    assert rows[1].status == "infrastructure" and rows[1].commit_sha is None
+    assert rows[2].status == "accepted"
+    assert f"refs/selfcode/{summary['run_id']}/1" in _refs(repo, summary["run_id"])
+    store = GitStore(repo)
+    with History.in_state_dir(store.state_dir()) as history:
+        events = [e for e in history.events(summary["run_id"]) if e.kind == "infrastructure"]
+    assert [e.candidate_n for e in events] == [1] and "died" in events[0].message
+    assert summary["accepted"] == 1 and summary["candidates"] == 2

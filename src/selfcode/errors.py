@@ -39,6 +39,12 @@ class SandboxBroken(SandboxError):
     """
 
 
+class InfrastructureFailure(SandboxError):
+    """Where a candidate was judged failed under it (a cluster node died, then the one it was
+    retried on): the candidate is recorded as an infrastructure failure, neither accepted nor
+    rejected, and the run goes on."""
+
+
 class BaselineError(SelfcodeError):
     """The baseline cannot be judged against: its own tests give no clean, trustworthy report
     in the sandbox (collection errors, nothing passing, a report that contradicts itself).

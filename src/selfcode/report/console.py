@@ -31,7 +31,7 @@ from selfcode.report.units import fmt_cost, fmt_sample, fmt_speedup, median
 from selfcode.run.events import EventKind
 
 _STATUS_STYLE = {"accepted": "bold green", "rejected": "red", "malformed": "yellow",
-                 "unusable": "yellow", "abandoned": "dim"}
+                 "unusable": "yellow", "abandoned": "dim", "infrastructure": "magenta"}
 
 
 class ConsoleObserver:
@@ -90,7 +90,7 @@ class ConsoleObserver:
 
     def _print_candidate(self, status: str, reasons: list[str],
                          verdict: dict[str, Any] | None) -> None:
-        style = _STATUS_STYLE.get(status, "")
+        style = _STATUS_STYLE.get(status, "default")  # never an empty tag: '[]' is markup
         line = f"[{style}]candidate {self.n}: {status}[/]"
         if verdict and status == "accepted":
             gain = Verdict.model_validate(verdict).gain()

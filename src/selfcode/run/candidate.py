@@ -1,11 +1,12 @@
 """One candidate's way from a parent to a verdict, run on a worker thread of the loop.
 
 Propose (the model, with repairs) → skip it if its tree was judged before (search/dedupe.py) →
-judge it against its parent in a judge lent by the pool → re-check an accepted one in a fresh
-sandbox. Nothing here writes git or settles the ledger: the loop's own thread records each
-outcome, in the order they finish, so the history, refs and notes stay consistent whatever
-finishes first. What is written here (the rationale and diff, the exchanges) is written to
-the history before the candidate goes on, as in a run of one candidate at a time.
+judge it against its parent where the executor judges (executors/: a judge lent by the pool,
+or a node of a Ray cluster), an accepted one re-checked in a fresh sandbox. Nothing here
+writes git or settles the ledger: the loop's own thread records each outcome, in the order
+they finish, so the history, refs and notes stay consistent whatever finishes first. What is
+written here (the rationale and diff, the exchanges) is written to the history before the
+candidate goes on, as in a run of one candidate at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfcode.errors import EditError
+from selfcode.errors import EditError, InfrastructureFailure
+from selfcode.executors.base import Executor
 from selfcode.gate.verdict import PatchSummary, Verdict
 from selfcode.llm import LLM
 from selfcode.prompt.context import Attempt
@@ -24,9 +26,7 @@ from selfcode.sandbox.results import TestsRun
 from selfcode.search.dedupe import Seen, baseline_fingerprint, fingerprint, touched_paths
 from selfcode.search.lineage import Lineage
 from selfcode.search.parents import Node
-from selfcode.search.pool import Baseline, JudgePool
-
-Recheck = Callable[[Baseline, str], tuple[Verdict, TestsRun | None]]
+from selfcode.search.pool import JudgePool
 
 
 @dataclass
@@ -38,7 +38,9 @@ class Outcome:
     proposal: Proposal = field(default_factory=Proposal)
     verdict: Verdict | None = None
     tests: TestsRun | None = None  # an accepted candidate's full suite, from its re-check
-    failure: BaseException | None = None  # a stop condition or an infrastructure error
+    failure: BaseException | None = None  # a stop condition or an error that ends the run
+    infrastructure: str | None = None  # what failed under it (neither accepted nor rejected)
+    fingerprint: str | None = None  # its normalised tree's, claimed for it (search/dedupe.py)
 
 
 @dataclass
@@ -47,9 +49,9 @@ class Pipeline:
 
     run: Run
     proposer: Proposer
-    pool: JudgePool
+    pool: JudgePool  # the run's own judges: the baseline, its profile, the sentinel
+    executor: Executor  # where candidates are judged (executors/)
     lineage: Lineage
-    recheck: Recheck
     seen: Seen
     between_turns: Callable[[], None]
     verdicts: dict[int, Verdict] = field(default_factory=dict)
@@ -86,21 +88,23 @@ class Pipeline:
 
     def _judge(self, outcome: Outcome) -> None:
         n, parent, diff = outcome.n, outcome.parent, outcome.proposal.diff
-        repeated = self._repeated(n, parent, diff)
+        repeated = self._repeated(outcome, diff)
         if repeated is not None:
             outcome.verdict = repeated
             return
-        baseline = self.lineage.baseline(parent.n)
-        with self.pool.lend(baseline) as judge:
-            verdict = judge.judge(diff)
-        if verdict.accepted:
-            self.run.observer.event("phase", "re-checking in a fresh sandbox", n=n)
-            verdict, outcome.tests = self._recheck(baseline, diff)
-        outcome.verdict = verdict
+        try:
+            judged = self.executor.judge(n, self.lineage.baseline(parent.n), diff)
+        except InfrastructureFailure as exc:
+            outcome.infrastructure = str(exc)
+            if outcome.fingerprint is not None:
+                self.seen.release(outcome.fingerprint, n)  # never judged: not a repeat
+            return
+        outcome.verdict, outcome.tests = judged.verdict, judged.tests
 
-    def _repeated(self, n: int, parent: Node, diff: str) -> Verdict | None:
+    def _repeated(self, outcome: Outcome, diff: str) -> Verdict | None:
         """A verdict without judging when the candidate's tree, normalised, was seen before:
         its parent's own (nothing changed but comments or layout) or an earlier candidate's."""
+        n, parent = outcome.n, outcome.parent
         view = self.lineage.parent_view(parent.n)
         try:
             touched = touched_paths(diff)
@@ -110,6 +114,7 @@ class Pipeline:
             return None  # the judge will say why it does not apply
         same = 0 if fp == baseline_fingerprint(parent.sha) else self.seen.claim(fp, n)
         if same is None:
+            outcome.fingerprint = fp
             return None
         what = "its parent's code" if same == 0 else f"candidate {same}'s code"
         reasons = [f"a repeat: normalised (comments and layout ignored) it is {what}, which "
@@ -120,19 +125,6 @@ class Pipeline:
         return Verdict(accepted=False, status="rejected", goal=self.pool.goal,
                        reasons=reasons, patch=PatchSummary(files=touched),
                        timings={"total": 0.0}, sandbox="none")
-
-    def _recheck(self, baseline: Baseline, diff: str) -> tuple[Verdict, TestsRun | None]:
-        verdict, tests = self.recheck(baseline, diff)
-        if verdict.accepted:
-            return verdict, tests
-        if verdict.canary is not None and not verdict.canary.passed:
-            # The gate passed it twice; it is the promotion stage that failed (gate/canary.py).
-            verdict.reasons.insert(0, "passed the gate, but its own judge failed the canary")
-        else:
-            verdict.reasons.insert(0, "accepted at first, but not when re-checked in a fresh "
-                                      "sandbox")
-        return verdict, None
-
 
 def _read(path: Path) -> str | None:
     try:

@@ -169,6 +169,13 @@ class Agent:
         if outcome.failure is not None:
             raise outcome.failure
         ctx, n, proposal, verdict = self.ctx, outcome.n, outcome.proposal, outcome.verdict
+        if outcome.infrastructure is not None:
+            ctx.history.add_event(ctx.run_id, "infrastructure", outcome.infrastructure, n)
+            ctx.archive.keep(n, outcome.parent.sha, proposal.rationale, proposal.diff, None,
+                             "infrastructure")
+            self._finish(n, "infrastructure", proposal.rationale,
+                         [f"infrastructure failure: {outcome.infrastructure}"])
+            return None
         if proposal.error or verdict is None:
             self._finish(n, "malformed", proposal.rationale, [proposal.error or "no edit"])
             return None

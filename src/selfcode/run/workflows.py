@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from selfcode.config import Settings, deep_merge, load_settings, upgrade_stored
 from selfcode.errors import GitError, SelfcodeError
+from selfcode.executors.local import LocalExecutor
 from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
 from selfcode.gate.police import Police, judge_goal, make_verdict
 from selfcode.gate.verdict import Verdict
@@ -277,7 +278,8 @@ def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | Non
         f for f in files if f.endswith(".py") and "test" in f]
     proposer = Proposer(run, llm, entry_points=entry_points, judge=judge,
                         profiler=profiler(judge, pool, lineage, head))
-    pipeline = Pipeline(run, proposer, pool, lineage, recheck, Seen(),
+    executor = LocalExecutor(pool, recheck, observer)
+    pipeline = Pipeline(run, proposer, pool, executor, lineage, Seen(),
                         between_turns=lambda: check_budget(run))
     first = next((node.n for node in lineage.nodes() if node.sha == head), 0)
     proposer.sections([], 0, lineage.parent_view(first))  # profiled before the other runs

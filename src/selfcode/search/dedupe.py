@@ -170,6 +170,13 @@ class Seen:
             earlier = self._first.setdefault(fp, n)
             return None if earlier == n else earlier
 
+    def release(self, fp: str, n: int) -> None:
+        """Forget that candidate `n` produced `fp`: it was never judged (its judge's machinery
+        failed), so the same tree is judged when it comes again."""
+        with self._lock:
+            if self._first.get(fp) == n:
+                del self._first[fp]
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._first)
