@@ -3,6 +3,7 @@
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -91,19 +92,82 @@ def test_cpu_time_runs_wait_for_the_slot(shared_trees):
     assert slot.waited_seconds - before >= HOLD * 0.9
 
 
-def test_instruction_counts_run_beside_a_timing_run(shared_trees):
-    trees, slot = shared_trees
+def _waits_for_a_timing_run(trees: Trees, run: Callable[[], object]) -> bool:
+    """Whether `run` (a harness run of another judge) waits while a CPU-time run holds the
+    slot: given twice its own time and a second more, it has not finished until released."""
+    start = time.monotonic()
+    run()
+    alone = time.monotonic() - start
+    held, release = threading.Event(), threading.Event()
+    other = _hold_in_thread(trees.timing_slot, "another judge's cpu_time", held, release)
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(2 * alone + 1)
+    waited = worker.is_alive()
+    release.set()
+    other.join()
+    worker.join(60)
+    assert not worker.is_alive()
+    return waited
+
+
+def test_instruction_counts_wait_for_a_timing_run_of_another_judge(shared_trees):
+    """Valgrind beside a timing run loads the cores that run measures."""
+    trees, _ = shared_trees
     if not trees.probe().valgrind:
         pytest.skip("valgrind is missing here; instruction counts cannot run")
-    waited, holds = slot.waited_seconds, slot.holds
-    trees.run_benchmarks(SPEC, 1, seed=0, metric="instructions")  # warm: valgrind's start
+    assert _waits_for_a_timing_run(
+        trees, lambda: trees.run_benchmarks(SPEC, 1, seed=0, metric="instructions"))
+
+
+def test_every_harness_run_of_another_judge_waits_for_a_timing_run(shared_trees):
+    """A candidate's tests (or its install, its equivalence check...) in another sandbox must
+    not run while a CPU-time run is measured: their load would be measured into it, and a
+    candidate could time that load on purpose."""
+    trees, _ = shared_trees
+    assert _waits_for_a_timing_run(trees, trees.probe)
+    assert _waits_for_a_timing_run(trees, lambda: trees.run_tests("a"))
+
+
+def test_shared_holders_run_side_by_side_and_a_waiting_timing_run_goes_first():
+    slot = TimingSlot()
     held, release = threading.Event(), threading.Event()
-    other = _hold_in_thread(slot, "another judge's cpu_time", held, release)
-    try:
-        trees.run_benchmarks(SPEC, 1, seed=0, metric="instructions")
-        assert not release.is_set() and slot.holder == "another judge's cpu_time"
-    finally:
-        release.set()
-        other.join()
-    # Only the other judge's hold was counted, and it found the slot free.
-    assert slot.waited_seconds == pytest.approx(waited, abs=0.05) and slot.holds == holds + 1
+
+    def reader() -> None:
+        with slot.share():
+            held.set()
+            release.wait(10)
+    first = threading.Thread(target=reader)
+    first.start()
+    assert held.wait(10)
+    start = time.monotonic()
+    with slot.share():  # beside the other shared holder: no wait
+        assert time.monotonic() - start < 0.1
+    order: list[str] = []
+
+    def timed() -> None:
+        with slot.hold("cpu_time"):
+            order.append("timed")
+    writer = threading.Thread(target=timed)
+    writer.start()
+    time.sleep(0.1)  # the timing run now waits for the first reader
+    def late_reader() -> None:
+        with slot.share():
+            order.append("late")
+    late = threading.Thread(target=late_reader)
+    late.start()
+    time.sleep(0.1)
+    assert order == []
+    release.set()
+    for thread in (first, writer, late):
+        thread.join(10)
+    assert order == ["timed", "late"]
+
+
+def test_the_timing_holder_may_share_and_hold_again_without_waiting():
+    slot = TimingSlot()
+    with slot.hold("outer"), slot.share(), slot.hold("inner") as inner:
+        assert inner.waited < 0.1
+    with slot.share(), slot.share():
+        pass
+    assert slot.holder is None

@@ -96,7 +96,10 @@ class Trees:
         argv = [self.sandbox.python, "-X", f"pycache_prefix={self.sandbox.judge_dir}/pycache",
                 self.sandbox.harness, command, *self.harness_options(), *args]
         env = {NONCE_ENV: nonce, "PYTHONDONTWRITEBYTECODE": ""}
-        return self.sandbox.exec(argv, timeout=timeout, env=env, judge=True), nonce
+        # Shared: beside other judges' runs, never beside another's CPU-time run (which holds
+        # the slot alone; its own harness run shares it from inside that hold).
+        with self.timing_slot.share():
+            return self.sandbox.exec(argv, timeout=timeout, env=env, judge=True), nonce
 
     def _harness(self, command: str, args: list[str], model: type[T],
                  timeout: float) -> tuple[T, float]:
@@ -191,7 +194,7 @@ class Trees:
                 "--pairs", str(pairs), "--seed", str(seed), "--timeout", str(self.timeout),
                 "--metric", metric]
         budget = (2 * pairs + 2) * len(spec) * self.timeout + _HARNESS_GRACE
-        if metric == "instructions":  # deterministic: side by side with anything
+        if metric == "instructions":  # deterministic: side by side with all but timing runs
             report, _ = self._harness("bench", args, BenchReport, budget)
         else:
             with self.timing_slot.hold(f"{metric} of {', '.join(spec)}"):
