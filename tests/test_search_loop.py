@@ -79,6 +79,9 @@ def test_three_in_flight_each_recorded_once_with_ref_and_note(tmp_path: Path) ->
     tree = git(repo, "show", f"{branch}:src/fastlib/__init__.py")
     assert "(n - 1) * n * (2 * n - 1) // 6" in tree and "(n + 1) // 2" in tree
     assert summary["accepted"] == 3 and summary["candidates"] == 4
+    # The summary's commits are the branch's (the lineage); the other accepted one is beside.
+    assert summary["commits"] == git(repo, "rev-list", "--reverse",
+                                     f"{base}..{branch}").split()
 
 
 def test_a_repeat_is_not_judged_again(tmp_path: Path) -> None:

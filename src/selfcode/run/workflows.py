@@ -215,12 +215,25 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float,
     finally:
         summary = summarize(run.history, run.run_id, status, stop,
                             opened.wall_before + time.perf_counter() - started, run.ledger)
+        summary.commits = _branch_commits(run, summary.commits)
         run.history.finish_run(run.run_id, status, summary.model_dump())
         run.worktree.remove()
         if _remove_branch_without_commits(run):
             summary.branch_removed = True
             run.history.finish_run(run.run_id, status, summary.model_dump())
     return summary
+
+
+def _branch_commits(run: Run, recorded: list[str]) -> list[str]:
+    """The commits on the run's branch, oldest first: the best node's lineage (accepted
+    candidates of other lineages are kept beside it, under their refs)."""
+    row = run.history.run(run.run_id)
+    try:
+        log = run.store.trailer_log(f"{row.base_commit}..{run.worktree.branch}",
+                                    "Selfcode-Candidate") if row else []
+    except (GitError, OSError):
+        return recorded
+    return [sha for sha, n in log if n.isdigit()]
 
 
 def _remove_branch_without_commits(run: Run) -> bool:
