@@ -181,3 +181,31 @@ def test_an_infrastructure_failure_is_neither_accepted_nor_rejected_and_the_run_
         events = [e for e in history.events(summary["run_id"]) if e.kind == "infrastructure"]
     assert [e.candidate_n for e in events] == [1] and "died" in events[0].message
     assert summary["accepted"] == 1 and summary["candidates"] == 2
+
+
+def test_review_covers_the_branch_lineage_not_the_candidates_kept_beside_it(
+        tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from selfcode.cli.app import app
+
+    repo = make_target(tmp_path / "target")
+    replay = write_replay(tmp_path / "r.jsonl", REPLY_SQUARES, REPLY_EVENS, REPLY_BAD_EVENS)
+    summary = improve(repo, replay, "--iterations", "3", "--jobs", "3", "--strategy", "greedy")
+    run_id, base = summary["run_id"], summary["base_commit"]
+    rows = {r.n: r for r in _candidates(repo, run_id)}
+    on_branch = git(repo, "rev-list", "--reverse", f"{base}..{summary['branch']}").split()
+    lineage = [n for n, r in rows.items() if r.commit_sha in on_branch]
+    # Which candidate got which reply depends on the order their requests went out.
+    beside = next(n for n, r in rows.items() if r.status == "accepted" and n not in lineage)
+    result = CliRunner().invoke(app, ["review", "--approve", str(beside), run_id, str(repo),
+                                      "--json"])
+    assert result.exit_code == 2
+    assert "on another lineage" in result.output
+    head = lineage[-1]
+    result = CliRunner().invoke(app, ["review", "--reject", str(head), run_id, str(repo),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    numbers = git(repo, "log", "--format=%(trailers:key=Selfcode-Candidate,valueonly)",
+                  f"{base}..{summary['branch']}").split()
+    assert numbers == [str(lineage[0])]  # the branch rebuilt as its lineage without the head

@@ -20,7 +20,7 @@ from selfcode.git.lock import RepoLock
 from selfcode.git.store import GitStore
 from selfcode.git.worktree import PickConflict
 from selfcode.history.db import History
-from selfcode.history.views import CandidateView, load_run
+from selfcode.history.views import CandidateView, RunView, load_run
 
 
 class ReviewOutcome(BaseModel):
@@ -49,16 +49,31 @@ def _branch_candidates(store: GitStore, base: str, branch: str) -> list[int]:
             if v.isdigit()]
 
 
+def _reviewable(store: GitStore, history: History, view: RunView) -> dict[int, CandidateView]:
+    """The accepted candidates of the branch's lineage: those on it now, and those a review
+    took off it (they may be approved again). Accepted candidates the search kept beside
+    the branch, on other lineages, are not: the branch never held them."""
+    on_branch = (set(_branch_candidates(store, view.base_commit, view.branch))
+                 if store.ref_sha(f"refs/heads/{view.branch}") else set())
+    reviewed = set(history.decisions(view.run_id))
+    return {c.n: c for c in view.candidates
+            if c.status == "accepted" and (c.n in on_branch or c.n in reviewed)}
+
+
 def apply_review(store: GitStore, history: History, run_id: str, decisions: dict[int, str],
                  reviewer: str, git: GitConfig, note: str = "") -> ReviewOutcome:
     """Record `decisions` (n -> 'approved' | 'rejected') and rebuild the branch if needed."""
     view = load_run(history, run_id, store)
-    accepted = {c.n: c for c in view.candidates if c.status == "accepted"}
+    accepted = _reviewable(store, history, view)
     for n in decisions:
         if n not in accepted:
             listed = ", ".join(map(str, sorted(accepted))) or "none"
-            raise SelfcodeError(f"Candidate {n} of run {run_id} was not accepted by the gate; "
-                                f"only accepted candidates are reviewed ({listed}).")
+            beside = any(c.n == n and c.status == "accepted" for c in view.candidates)
+            why = (f"Candidate {n} of run {run_id} is on another lineage of the run's archive "
+                   "than its branch (it is kept under its ref; `selfcode show` has its tree)"
+                   if beside else f"Candidate {n} of run {run_id} was not accepted by the gate")
+            raise SelfcodeError(f"{why}; only the branch's accepted candidates are reviewed "
+                                f"({listed}).")
     outcome = ReviewOutcome(run_id=run_id, branch=view.branch, branch_head=view.branch_head,
                             decisions=decisions)
     with RepoLock(store.state_dir(), f"{run_id}.rebuild"):
