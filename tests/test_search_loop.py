@@ -209,3 +209,35 @@ def test_review_covers_the_branch_lineage_not_the_candidates_kept_beside_it(
     numbers = git(repo, "log", "--format=%(trailers:key=Selfcode-Candidate,valueonly)",
                   f"{base}..{summary['branch']}").split()
     assert numbers == [str(lineage[0])]  # the branch rebuilt as its lineage without the head
+
+
+def test_several_models_each_candidate_asks_one_chosen_by_the_bandit(tmp_path: Path) -> None:
+    """`--model a,b` with `--endpoint b=URL`: every candidate's turns go to one model, both
+    are asked over the run, and the exchanges carry the pool's names."""
+    from typer.testing import CliRunner
+
+    from selfcode.cli.app import app
+
+    from openai_server import OpenAIServer
+
+    repo = make_target(tmp_path / "target")
+    with OpenAIServer() as first, OpenAIServer() as second:
+        for server in (first, second):
+            server.script(*([REPLY_BAD_EVENS] * 6))
+        result = CliRunner().invoke(app, [
+            "improve", str(repo), "--sandbox", "local", "--json", "--iterations", "4",
+            "--model", "model-a,model-b", "--base-url", first.base_url,
+            "--endpoint", f"model-b={second.base_url}"])
+        assert result.exit_code == 0, result.output
+        asked = (len(first.requests), len(second.requests))
+        assert asked[0] >= 1 and asked[1] >= 1 and sum(asked) == 4
+        assert {r["model"] for r in first.requests} == {"model-a"}
+        assert {r["model"] for r in second.requests} == {"model-b"}
+    run_id = json.loads(result.stdout)["run_id"]
+    store = GitStore(repo)
+    with History.in_state_dir(store.state_dir()) as history:
+        models = [e.model for e in history.exchanges(run_id)]
+    assert sorted(set(models)) == ["model-a", "model-b"]
+    shown = json.loads(CliRunner().invoke(app, ["show", run_id, str(repo), "--json"]).stdout)
+    assert {m["model"]: m["requests"] for m in shown["models"]} == {
+        "model-a": asked[0], "model-b": asked[1]}

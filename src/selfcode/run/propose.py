@@ -29,6 +29,7 @@ from selfcode.gate.judge import Judge
 from selfcode.gate.protected import protected_violations
 from selfcode.history.rows import Exchange
 from selfcode.llm import LLM, ContextLengthError, Message, Reply
+from selfcode.llm.pool import Conversation
 from selfcode.prompt.attempts import shown_attempts
 from selfcode.prompt.context import Attempt, peripheral
 from selfcode.prompt.focus import ContextBuilder
@@ -196,7 +197,10 @@ class Proposer:
                 cost_usd=0.0, latency_s=time.perf_counter() - started, error=str(exc)))
             raise
         self.ctx.history.add_exchange(Exchange(
-            run_id=self.ctx.run_id, candidate_n=n, turn=turn, model=reply.model, messages=messages,
+            run_id=self.ctx.run_id, candidate_n=n, turn=turn, messages=messages,
+            # One of several models: the pool's name for it, so its figures add up per model
+            # (the server may answer with a dated name); alone, the name the server gave.
+            model=llm.model if isinstance(llm, Conversation) else reply.model,
             reply=reply.text, prompt_tokens=reply.usage.prompt_tokens,
             completion_tokens=reply.usage.completion_tokens,
             cost_usd=reply.cost_usd if reply.priced else None,  # unknown, not free
