@@ -130,6 +130,14 @@ class AgentConfig(_Section):
     seed: int = 0
 
 
+class ExecutorConfig(_Section):
+    """Where candidates are judged (executors/): this machine's sandboxes, or the nodes of a
+    Ray cluster (`ray_address`: host:port of its head; None joins the one on this machine)."""
+
+    kind: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+
+
 SELFCODE_IDENTITY = "selfcode <selfcode@localhost>"
 
 
@@ -164,6 +172,7 @@ class Settings(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     git: GitConfig = Field(default_factory=GitConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
 # SELFCODE_<NAME> environment variables and where they land.
@@ -194,6 +203,8 @@ _ENV_KEYS: dict[str, tuple[str, str]] = {
     "SELFCODE_JOBS": ("agent", "jobs"),
     "SELFCODE_STRATEGY": ("agent", "strategy"),
     "SELFCODE_SEED": ("agent", "seed"),
+    "SELFCODE_EXECUTOR": ("executor", "kind"),
+    "SELFCODE_RAY_ADDRESS": ("executor", "ray_address"),
 }
 
 # Top-level keys of [tool.selfcode] that are shorthands for a section's field.
@@ -222,6 +233,9 @@ HOST_ONLY: dict[tuple[str, str], str] = {
     ("sandbox", "backend"): "--sandbox or SELFCODE_SANDBOX",
     ("sandbox", "base_image"): "SELFCODE_BASE_IMAGE",
     ("sandbox", "image"): "SELFCODE_IMAGE",
+    # Where the repository's code (and each candidate's) is sent to be run and judged.
+    ("executor", "kind"): "--executor or SELFCODE_EXECUTOR",
+    ("executor", "ray_address"): "--ray-address or SELFCODE_RAY_ADDRESS",
     # Opening the judge's own files to candidates is the user's decision, never a branch's.
     ("gate", "allow_judge_edits"): "--allow-judge-edits",
 }

@@ -26,6 +26,7 @@ from selfcode.cli.common import (
     CiOpt,
     EditFormatOpt,
     EndpointOpt,
+    ExecutorOpt,
     IterationsOpt,
     JobsOpt,
     JsonOpt,
@@ -36,6 +37,7 @@ from selfcode.cli.common import (
     ModelOpt,
     OutOpt,
     PathArg,
+    RayAddressOpt,
     RecordOpt,
     ReplayOpt,
     ResumeOpt,
@@ -148,6 +150,8 @@ def improve(
     jobs: JobsOpt = None,
     strategy: StrategyOpt = None,
     seed: SeedOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run the loop (help: IMPROVE_HELP, which shares the judges' description with eval)."""
     with errors(RUN_INTERRUPTED):
@@ -169,7 +173,8 @@ def improve(
             agent__max_minutes=max_minutes, llm__edit_format=edit_format, llm__record=record,
             gate__allow_judge_edits=allow_judge_edits or None,
             agent__jobs=jobs, agent__strategy=strategy.value if strategy else None,
-            agent__seed=seed,
+            agent__seed=seed, executor__kind=executor.value if executor else None,
+            executor__ray_address=ray_address,
         )
         settings = (resume_settings(path, resume, overrides) if resume
                     else load_settings(path, overrides))

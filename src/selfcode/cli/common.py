@@ -43,6 +43,13 @@ class Strategy(StrEnum):
     archive = "archive"
 
 
+class ExecutorKind(StrEnum):
+    """Where candidates are judged (executors/)."""
+
+    local = "local"
+    ray = "ray"
+
+
 class JudgeMode(StrEnum):
     """How candidates are judged; the verdict JSON keeps calling this field `goal`."""
 
@@ -128,6 +135,14 @@ StrategyOpt = Annotated[Strategy | None, typer.Option(
          "accepted candidate, favouring high scores and nodes with few children yet "
          "(Darwin Gödel Machine); 'greedy' always builds on the best. --replay defaults to "
          "greedy.")]
+ExecutorOpt = Annotated[ExecutorKind | None, typer.Option(
+    "--executor", case_sensitive=False,
+    help="Where candidates are judged: 'local' (default) in this machine's sandboxes, 'ray' on "
+         "the nodes of a Ray cluster, each in its own Docker engine (pip install "
+         "'selfcode[ray]'; every node started with --resources '{\"selfcode_timing\": 1}').")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", metavar="HOST:PORT",
+    help="The Ray cluster's head for --executor ray (default: the cluster on this machine).")]
 SeedOpt = Annotated[int | None, typer.Option(
     "--seed", help="Seed of the archive's parent draws and of the model choice (default 0).")]
 MaxMinutesOpt = Annotated[float | None, typer.Option(

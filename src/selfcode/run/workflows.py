@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from selfcode.config import Settings, deep_merge, load_settings, upgrade_stored
 from selfcode.errors import GitError, SelfcodeError
+from selfcode.executors.base import Executor
 from selfcode.executors.local import LocalExecutor
+from selfcode.executors.ray import ray_executor
 from selfcode.gate.judge import Judge, describe_judging, discover_benchmarks
 from selfcode.gate.police import Police, judge_goal, make_verdict
 from selfcode.gate.verdict import Verdict
@@ -200,6 +202,7 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float,
             try:
                 stop = agent.run()
             finally:
+                agent.pipeline.executor.close()  # no container left on any node
                 agent.pipeline.lineage.close()
         status = "finished"
     except KeyboardInterrupt:
@@ -222,6 +225,12 @@ def _run(opened: Opened, llm: LLM, resume: str | None, started: float,
             summary.branch_removed = True
             run.history.finish_run(run.run_id, status, summary.model_dump())
     return summary
+
+
+def _base_of(run: Run) -> str:
+    """The commit the run started from (HEAD for a new run)."""
+    recorded = run.history.run(run.run_id)
+    return recorded.base_commit if recorded else run.worktree.head()
 
 
 def _branch_commits(run: Run, recorded: list[str]) -> list[str]:
@@ -263,14 +272,17 @@ def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | Non
     # One run of the baseline's tests, then what the prompt needs (the calibration settles
     # each benchmark's metric; the profile, its targets): the first model request goes out
     # while the other runs, which settle the quarantine, go on (`confirm_in_background`).
-    judge.set_baseline(run.worktree.tracked_tar(), runs=runs, now=1)
+    # The run's base commit (the reviewed code), also when resumed: a node's code is never
+    # tested again as a baseline (its re-check's run is kept), nor settles the quarantine.
+    base = _base_of(run)
+    judge.set_baseline(run.store.tracked_tar(base), runs=runs, now=1)
     calibration = judge.calibrate()
     agent_cfg = settings.agent
     replaying = settings.llm.replay is not None
     jobs = agent_cfg.jobs or default_jobs(settings.sandbox.backend, replaying)
     strategy = agent_cfg.strategy or ("greedy" if replaying else "archive")
     head = run.worktree.head()
-    pool = JudgePool(judge, jobs, reopen, head)
+    pool = JudgePool(judge, jobs, reopen, base)
     lineage = Lineage(run.store.scratch_dir() / f"nodes-{run.run_id}", strategy,
                       agent_cfg.seed)
     restore_nodes(run, lineage, judge, head)
@@ -283,7 +295,10 @@ def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | Non
         with open_sandbox(settings.sandbox, run.store.state_dir(), run.run_id, deps, observer,
                           quiet=True) as fresh:
             fresh_judge = judge.fork(fresh, time.perf_counter() - t1)
-            fresh_judge.set_baseline(parent.tar)
+            if parent.tests is None:  # a node of a run from before its runs were kept
+                fresh_judge.set_baseline(parent.tar)
+            else:  # its known run: a node's code is never tested again as a baseline
+                fresh_judge.adopt_baseline(parent.tar, parent.tests, parent.figures)
             verdict = fresh_judge.judge(diff)
             return verdict, getattr(fresh_judge, "last_tests", None)
 
@@ -291,13 +306,15 @@ def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | Non
         f for f in files if f.endswith(".py") and "test" in f]
     proposer = Proposer(run, llm, entry_points=entry_points, judge=judge,
                         profiler=profiler(judge, pool, lineage, head))
-    executor = LocalExecutor(pool, recheck, observer)
+    executor: Executor = LocalExecutor(pool, recheck, observer)
+    if settings.executor.kind == "ray":  # judged on the nodes of a Ray cluster instead
+        executor = ray_executor(run, deps, pool, lineage.baseline_of(head), jobs)
     pipeline = Pipeline(run, proposer, pool, executor, lineage, Seen(),
                         between_turns=lambda: check_budget(run))
     first = next((node.n for node in lineage.nodes() if node.sha == head), 0)
     proposer.sections([], 0, lineage.parent_view(first))  # profiled before the other runs
     if runs > 1:
-        pool.confirm_in_background(lineage.baseline(first), runs,
+        pool.confirm_in_background(lineage.baseline(0), runs,
                                    then=lambda: describe_judging(judge, calibration, observer))
     else:
         describe_judging(judge, calibration, observer)
