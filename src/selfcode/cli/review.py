@@ -88,10 +88,10 @@ def runs(path: PathArg = Path("."), json_out: JsonOpt = False) -> None:
                       "`selfcode improve`.", markup=False)
             return
         if json_out:
-            _dump([v.model_dump(exclude={"candidates"}) | {"candidates": len(v.candidates),
-                                                           "on_branch": len(v.on_branch),
-                                                           "history_bytes": size}
-                   for v in views])
+            # One line of figures per run: the candidates and their tree are `show`'s.
+            _dump([v.model_dump(exclude={"candidates", "tree"})
+                   | {"candidates": len(v.candidates), "on_branch": len(v.on_branch),
+                      "history_bytes": size} for v in views])
         else:
             out.print(runs_table(views))
             out.print(f"history: {decimal(size)} in {where}", highlight=False, markup=False,
@@ -104,7 +104,12 @@ def show(
     path: PathArg = Path("."),
     json_out: JsonOpt = False,
 ) -> None:
-    """Show a run, or one candidate: diff, rationale, verdict, benchmarks, tests and cost."""
+    """Show a run, or one candidate: diff, rationale, verdict, benchmarks, tests and cost.
+
+    A run's candidates are also shown as a tree: each under the candidate it was built on
+    (the baseline at the root), the lineage the run's branch ends in marked; --json has it
+    under `tree`, and each candidate its `parent`.
+    """
     with errors():
         from selfcode.history.views import load_run, resolve_run, split_spec
         from selfcode.report.console import print_candidate, print_run

@@ -276,6 +276,12 @@ class GitStore:
         out = str(self._git("log", "--reverse", fmt, rev_range))
         return [(line[:40], line[41:].strip()) for line in out.splitlines() if len(line) >= 40]
 
+    def commits_between(self, base: str, head: str) -> set[str]:
+        """The commits reachable from `head` and not from `base` (`git rev-list base..head`):
+        which of a run's commits its branch ends up holding."""
+        old, new = self._commit(base).hexsha, self._commit(head).hexsha
+        return set(str(self._git("rev-list", f"{old}..{new}")).split())
+
     def clear_ref_locks(self, *prefixes: str) -> list[str]:
         """Remove `*.lock` files a killed git left on refs under `prefixes` (ours only)."""
         removed = []

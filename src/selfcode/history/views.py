@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from selfcode.errors import SelfcodeError
 from selfcode.gate.verdict import Verdict
@@ -17,6 +17,7 @@ from selfcode.git.commits import title_of
 from selfcode.git.store import GitStore
 from selfcode.history.db import History
 from selfcode.history.rows import CandidateUsage, ModelUsage, ReviewRow
+from selfcode.history.tree import TreeNode, build_tree, parent_numbers
 from selfcode.search.bandit import ModelStats
 
 
@@ -67,7 +68,13 @@ class CandidateView(BaseModel):
     rationale: str = ""
     diff: str = ""
     parent_commit: str | None = None
-    commit: str | None = Field(default=None, description="the commit on the run's branch")
+    parent: int | None = Field(default=None, description="the candidate it was built on "
+                               "(0: the baseline), from parent_commit; None when unknown")
+    commit: str | None = Field(default=None, description="an accepted candidate's commit: on "
+                               "the run's branch, or beside it on another lineage")
+    on_final_branch: bool | None = Field(
+        default=None, description="whether the run's branch holds `commit` (git's reading); "
+        "None when the branch was not read")
     candidate_commit: str | None = None
     ref: str | None = None
     verdict: Verdict | None = None
@@ -81,7 +88,10 @@ class CandidateView(BaseModel):
 
     @property
     def on_branch(self) -> bool:
-        return self.status == "accepted" and self.commit is not None
+        """Accepted and on the run's branch: its commit in the branch's history when git was
+        read (an accepted candidate of another lineage is not), else any accepted commit."""
+        return (self.status == "accepted" and self.commit is not None
+                and self.on_final_branch is not False)
 
 
 class RunView(BaseModel):
@@ -118,6 +128,12 @@ class RunView(BaseModel):
     @property
     def on_branch(self) -> list[CandidateView]:
         return [c for c in self.candidates if c.on_branch]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tree(self) -> TreeNode:
+        """The candidates as a tree: the baseline at the root, each under its parent."""
+        return build_tree(self.base_commit, self.candidates)
 
 
 def tests_cell(candidate: CandidateView, missing: str = "\u2013") -> str:
@@ -257,8 +273,32 @@ def load_run(history: History, run_id: str, store: GitStore | None = None) -> Ru
         view.cost_known &= cand.usage.priced
         if cand.status == "accepted":
             view.accepted += 1
-        if cand.on_branch:
-            view.best_speedup = best_speedup(view.best_speedup, cand.speedup)
     view.models = model_figures(history.model_usage(run_id),
                                 {c.n: c.status for c in view.candidates}, legacy_unpriced)
+    _place(view, store)
+    for cand in view.on_branch:
+        view.best_speedup = best_speedup(view.best_speedup, cand.speedup)
     return view
+
+
+OFF_BRANCH = ("accepted, on another lineage than the one the run's branch ends in; kept "
+              "under its ref")
+
+
+def _place(view: RunView, store: GitStore | None) -> None:
+    """Each candidate's parent, and whether the branch holds its commit: with the archive's
+    search an accepted candidate may be committed beside the branch, on another lineage."""
+    parents = parent_numbers(view.base_commit, view.candidates)
+    for cand in view.candidates:
+        cand.parent = parents[cand.n]
+    if store is None or view.branch_head is None:
+        return  # no branch to read (deleted after a run without commits, or merged away)
+    try:
+        held = store.commits_between(view.base_commit, view.branch_head)
+    except SelfcodeError:
+        return  # the base commit is gone (a rewritten history): the old rule stands
+    for cand in view.candidates:
+        if cand.status == "accepted" and cand.commit is not None:
+            cand.on_final_branch = cand.commit in held
+            if not cand.on_final_branch and not cand.reasons:
+                cand.reasons = [OFF_BRANCH]

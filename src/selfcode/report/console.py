@@ -13,17 +13,22 @@ from rich.status import Status
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from selfcode.gate.verdict import Verdict
+from selfcode.history.tree import BASELINE, TreeNode
 from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.report.markdown import (
     MODEL_COLUMNS,
+    ON_BRANCH,
     equivalence_sentence,
     headline,
     model_cells,
     outcome_cell,
     speed_cell,
     tests_sentence,
+    tree_label,
+    tree_legend,
     usage_sentence,
 )
 from selfcode.report.plots import series_of, text_plot
@@ -180,6 +185,9 @@ def print_run(console: Console, view: RunView) -> None:
         table.add_row(str(c.n), f"[{style}]{c.status}[/]", esc(c.title), speed_cell(c), tests,
                       c.review.decision if c.review else "")
     console.print(table)
+    if view.candidates:
+        console.print(candidate_tree(view))
+        console.print(tree_legend(view.branch), style="dim", highlight=False, markup=False)
     if len(view.models) > 1:
         models = Table(title_justify="left")
         for column in MODEL_COLUMNS:
@@ -188,6 +196,26 @@ def print_run(console: Console, view: RunView) -> None:
             models.add_row(*(esc(cell) for cell in model_cells(fig)))
         console.print(models)
     console.print(f"[dim]selfcode show {view.run_id}/N for one candidate[/]", highlight=False)
+
+
+def _tree_text(view: RunView, node: TreeNode) -> Text:
+    """A node's line: the candidate's own words as plain text, never markup."""
+    text = Text(tree_label(view, node), style=_STATUS_STYLE.get(node.status, ""))
+    if node.on_branch and node.n != BASELINE:
+        text.append(f"  \u25c6 {ON_BRANCH}", style="bold green")
+    return text
+
+
+def candidate_tree(view: RunView) -> Tree:
+    """The run's tree of candidates: the baseline at the root, each candidate under the one
+    it was built on, the branch's lineage marked."""
+    root = view.tree
+    tree = Tree(_tree_text(view, root), guide_style="dim")
+    branches: dict[int, Tree] = {BASELINE: tree}
+    for _, node in root.walk():
+        for child in node.children:
+            branches[child.n] = branches[node.n].add(_tree_text(view, child))
+    return tree
 
 
 def print_candidate(console: Console, view: RunView, cand: CandidateView) -> None:
@@ -215,7 +243,9 @@ def print_candidate(console: Console, view: RunView, cand: CandidateView) -> Non
                      if v else ""), highlight=False, markup=False)
     where = (f"commit {cand.commit[:10]} on {view.branch}" if cand.on_branch and cand.commit
              else "not on the branch")
-    console.print(f"git: {where}; ref {cand.ref or 'none'}"
+    built_on = ("the baseline" if cand.parent == BASELINE else f"candidate {cand.parent}"
+                if cand.parent is not None else "an unrecorded commit")
+    console.print(f"git: built on {built_on}; {where}; ref {cand.ref or 'none'}"
                   + (f" ({cand.candidate_commit[:10]})" if cand.candidate_commit else ""),
                   highlight=False, markup=False)
     if cand.review:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from html import escape
 
 from selfcode.gate.verdict import Verdict
+from selfcode.history.tree import BASELINE, TreeNode
 from selfcode.history.views import CandidateView, RunView, tests_cell
 from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
 from selfcode.report.markdown import (
     MODEL_COLUMNS,
+    ON_BRANCH,
     equivalence_sentence,
     first_reason,
     headline,
@@ -17,6 +19,8 @@ from selfcode.report.markdown import (
     outcome_cell,
     speed_cell,
     tests_sentence,
+    tree_label,
+    tree_legend,
     usage_sentence,
 )
 from selfcode.report.plots import bench_svg, series_of, single_run_note
@@ -44,6 +48,11 @@ pre.diff span{display:block;white-space:pre}.add{background:#e6ffec;color:#11632
 .del{background:#ffebe9;color:#82071e}.hunk{color:#0550ae;background:#ddf4ff}.file{font-weight:700}
 svg.plot{display:block;margin:8px 0 14px;max-width:100%;height:auto}
 details{margin:6px 0}summary{cursor:pointer}
+ul.tree,ul.tree ul{list-style:none;padding-left:18px;margin:2px 0}ul.tree{padding-left:0}
+ul.tree li{margin:2px 0}ul.tree li::before{content:"\\2514\\2500 ";color:#98a2b3}
+ul.tree>li::before{content:""}
+ul.tree a{color:inherit}.mark{color:#1a7f44;font-size:12px;border:1px solid #1a7f44;
+border-radius:3px;padding:0 4px;margin-left:6px;white-space:nowrap}
 """
 
 
@@ -120,6 +129,27 @@ def _hotspots(profile: ProfileRun | None) -> list[str]:
             *(f"<p>{escape(n)}</p>" for n in notes(profile))]
 
 
+def _tree_item(view: RunView, node: TreeNode) -> str:
+    label = escape(tree_label(view, node))
+    if node.n != BASELINE:
+        label = f'<a href="#c{node.n}">{label}</a>'
+    mark = (f'<span class="mark">{escape(ON_BRANCH)}</span>'
+            if node.on_branch and node.n != BASELINE else "")
+    kids = "".join(_tree_item(view, child) for child in node.children)
+    # The status colours the node's own line only, never the nodes under it.
+    return (f'<li><span class="{escape(node.status)}">{label}</span>{mark}'
+            + (f"<ul>{kids}</ul>" if kids else "") + "</li>")
+
+
+def _tree(view: RunView) -> list[str]:
+    """The tree of candidates as nested lists: each candidate under the one it was built on."""
+    if not view.candidates:
+        return []
+    branch = f"<code>{escape(view.branch)}</code>"
+    return ["<h2>Tree of candidates</h2>", f"<p>{tree_legend(branch)}</p>",
+            f'<ul class="tree">{_tree_item(view, view.tree)}</ul>']
+
+
 def _models(view: RunView) -> list[str]:
     """The per-model table of a run that asked several models; nothing for one."""
     if len(view.models) < 2:
@@ -160,6 +190,7 @@ def render_html(view: RunView, profile: ProfileRun | None = None) -> str:
         "<table><tr><th>#</th><th>status</th><th>change</th><th>speed</th>"
         "<th>tests p/f/s</th><th>files</th><th>why not on the branch</th><th>review</th></tr>",
         *rows, "</table>",
+        *_tree(view),
         *_models(view),
         *_hotspots(profile),
     ]

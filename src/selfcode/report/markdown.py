@@ -7,9 +7,11 @@ correct (test counts against the baseline), and what it cost (tokens, money, tim
 
 from __future__ import annotations
 
+import re
 from html import escape as _html_text
 
 from selfcode.gate.verdict import Verdict
+from selfcode.history.tree import BASELINE, TreeNode
 from selfcode.history.views import CandidateView, ModelFigures, RunView, tests_cell
 from selfcode.prompt.context import clip
 from selfcode.prompt.profile import COLUMNS, hotspot_rows, notes
@@ -122,6 +124,47 @@ def outcome_cell(cand: CandidateView) -> str:
     if speed != "–":
         return speed
     return "no speed measured" if cand.status == "accepted" else first_reason(cand)
+
+
+ON_BRANCH = "on the branch"
+"""The marker of the tree's nodes the run's branch holds (its lineage)."""
+
+
+def tree_label(view: RunView, node: TreeNode) -> str:
+    """One node of the tree of candidates as one line of plain text: the candidate, its
+    status, what it came to and its title; the root is the baseline's commit."""
+    if node.n == BASELINE:
+        return f"baseline {view.base_commit[:10]}"
+    cand = view.candidate(node.n)
+    built_on = ("" if node.parent is not None else
+                f" (built on {cand.parent_commit[:10]}, none of this run's commits)"
+                if cand.parent_commit else " (built on an unrecorded commit)")
+    # The title is the model's words, quoted: a title that reads like a marker stays a title.
+    return (f"candidate {node.n}: {cand.status}, {outcome_cell(cand)} — "
+            f"\u201c{cand.title}\u201d{built_on}")
+
+
+def tree_legend(branch: str) -> str:
+    """What the tree shows; `branch` is the run's branch as the format writes code."""
+    return (f"Each candidate under the one it was built on; \u201c{ON_BRANCH}\u201d marks the "
+            f"lineage {branch} ends in.")
+
+
+def tree_md(view: RunView) -> list[str]:
+    """The tree of candidates as a nested list; the candidates' words are literal text."""
+    if not view.candidates:
+        return []
+    out = ["### Tree of candidates", "", tree_legend(f"`{view.branch}`"), ""]
+    for depth, node in view.tree.walk():
+        mark = f" \u2190 **{ON_BRANCH}**" if node.on_branch and node.n != BASELINE else ""
+        out.append(f"{'  ' * depth}- {_md_text(tree_label(view, node))}{mark}")
+    return [*out, ""]
+
+
+def _md_text(text: str) -> str:
+    """`text` as one line of literal Markdown: HTML escaped, emphasis, code and link marks
+    backslashed, so none of the candidate's words can look like selfcode's bold marker."""
+    return re.sub(r"([\\`*_\[\]~])", r"\\\1", _html_text(" ".join(text.split())))
 
 
 def _cell(text: str) -> str:
@@ -240,7 +283,7 @@ def _render(view: RunView, diff_budget: int, hotspots: list[str]) -> str:
                    f"{_cell(files)} | {c.review.decision if c.review else ''} |")
     out += ["", "Tests are passed/failed/skipped. Every accepted candidate passed the same "
             "tests as the baseline and was re-checked in a fresh sandbox before its commit.", "",
-            *models_md(view), *hotspots]
+            *tree_md(view), *models_md(view), *hotspots]
     per = diff_budget // max(len(kept), 1)
     for cand in kept:
         out += _candidate(view, cand, per)
