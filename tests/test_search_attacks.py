@@ -102,23 +102,40 @@ def _commit(repo: Path, path: str, text: str) -> bytes:
 
 
 @pytest.mark.docker
-@pytest.mark.xfail(strict=True, reason="H7 finding 1: a node's benchmarks are measured as the "
-                   "baseline (tree a) by its own code, which can tell; fix proposed to the lead")
 def test_a_node_slow_only_as_the_baseline_does_not_make_an_empty_child_faster(judge):
     """Node X is a real speedup that, once it is judged against (tree "a"), burns CPU. X is
     accepted on its own merit (as the candidate it never burns); its child adds nothing, yet is
-    measured against the burning X. The child must not be accepted: it is X, not faster."""
+    measured against the burning X. The child must not be accepted: it is X, not faster; and
+    the verdict names the drift, so the loop retires X as a parent."""
+    from selfcode.search.lineage import node_figures
+
     judge, repo = judge
     node = SIEVE + SLEEPER
     verdict = judge.judge(unified_diff(repo, {LIB: node}))
     assert verdict.accepted, verdict.reasons
     node_tests = judge.last_tests
     assert node_tests is not None
-    # As the search does (Judge.adopt_baseline): the node's tests are its accepted run's.
-    judge.adopt_baseline(_commit(repo, LIB, node), node_tests)
+    # As the search does (search/pool.py): the node's tests and figures are its accepted ones.
+    judge.adopt_baseline(_commit(repo, LIB, node), node_tests, node_figures(verdict))
     child = judge.judge(unified_diff(repo, {LIB: node + EMPTY_CHILD}))
     ratios = [(b.name, b.metric, b.ratio) for b in child.benchmarks]
     assert not child.accepted, f"an empty child was accepted as faster: {ratios}"
+    assert child.baseline_drift and child.reasons[0].startswith(
+        "its parent measures slower as the baseline than when it was accepted")
+
+
+@pytest.mark.docker
+def test_an_honest_node_measures_as_it_did_and_its_child_is_judged_as_usual(judge):
+    """The negative control: the sieve alone as the node, a child that is no faster is
+    rejected for no gain, not for drift."""
+    from selfcode.search.lineage import node_figures
+
+    judge, repo = judge
+    verdict = judge.judge(unified_diff(repo, {LIB: SIEVE}))
+    assert verdict.accepted, verdict.reasons
+    judge.adopt_baseline(_commit(repo, LIB, SIEVE), judge.last_tests, node_figures(verdict))
+    child = judge.judge(unified_diff(repo, {LIB: SIEVE + EMPTY_CHILD}))
+    assert not child.accepted and not child.baseline_drift, child.reasons
 
 
 # A node whose tests fail only where it is the baseline: its tests' copy (runs/<id>/tree) can
@@ -144,20 +161,20 @@ def count_primes(limit: int) -> int:
 
 
 @pytest.mark.docker
-@pytest.mark.xfail(strict=True, reason="H7 finding 2: a node's tests, run again as a baseline "
-                   "(a resumed run's nodes), are its own code's to weaken; fix proposed")
-def test_a_node_run_again_as_a_baseline_is_not_weaker_than_its_accepted_run(judge):
-    """A resumed run knows no node's re-check run and tests each node again as the baseline
-    (search/pool.py: `set_baseline` when its tests are None; the head through the first judge,
-    whose runs also settle the quarantine). The node's code decides how those runs go: a test
-    it passed when accepted fails there, and its children may then break it."""
+def test_a_node_judged_against_with_its_accepted_run_cannot_weaken_its_tests(judge):
+    """The search never tests a node again as a baseline: its children are judged against the
+    full-suite run it was accepted with (a resumed run reads it from the history, m005). A
+    node whose tests would fail only as the baseline then gains nothing: its child breaking
+    that test is newly failing."""
     judge, repo = judge
     verdict = judge.judge(unified_diff(repo, {LIB: TEST_SLEEPER}))
     assert verdict.accepted, verdict.reasons
     accepted_run = judge.last_tests
     assert accepted_run is not None and accepted_run.outcomes is not None
     assert accepted_run.outcomes["tests/test_primes.py::test_count_primes"] == "passed"
-    as_baseline = judge.set_baseline(_commit(repo, LIB, TEST_SLEEPER))
-    weaker = sorted(t for t, o in accepted_run.outcomes.items()
-                    if o == "passed" and (as_baseline.outcomes or {}).get(t) != "passed")
-    assert not weaker, f"passed when the node was accepted, not as its baseline: {weaker}"
+    judge.adopt_baseline(_commit(repo, LIB, TEST_SLEEPER), accepted_run)
+    broken = TEST_SLEEPER.replace("+ (1 if _AS_BASELINE else 0)", "+ 1")
+    child = judge.judge(unified_diff(repo, {LIB: broken}))
+    assert not child.accepted
+    assert "tests/test_primes.py::test_count_primes" in (child.tests.newly_failing
+                                                         if child.tests else []), child.reasons

@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
 
 from selfcode.errors import (
@@ -29,6 +29,7 @@ from selfcode.gate.equivalence import Plan
 from selfcode.gate.equivalence import reasons as equivalence_reasons
 from selfcode.gate.measure import Calibration, calibrate, measure
 from selfcode.gate.metric import judge_metric
+from selfcode.gate.nodes import baseline_drift, drift_reason
 from selfcode.gate.police import Police, judge_goal, make_verdict
 from selfcode.gate.testrules import (
     baseline_refusal,
@@ -109,6 +110,9 @@ class Judge:
         self._baseline_tests: TestsRun | None = None
         self._baseline_runs: list[TestsRun] = []  # its test runs so far, for the quarantine
         self.last_tests: TestsRun | None = None
+        self._accepted_figures: dict[str, Sequence[float]] | None = None
+        self.drift: list[str] = []
+        """The last verdict's baseline drift: its parent measured otherwise than accepted."""
         """The last candidate's full-suite run: an accepted one's is its node's baseline."""
         self._police = police
         self._baseline_tar: bytes | None = None
@@ -179,14 +183,17 @@ class Judge:
         self._baseline_tests = results[0]
         return results[0]
 
-    def adopt_baseline(self, tar: bytes, tests: TestsRun) -> None:
+    def adopt_baseline(self, tar: bytes, tests: TestsRun,
+                       figures: Mapping[str, Sequence[float]] | None = None) -> None:
         """Load `tar` as the baseline with its tests' run already known, without running
         them again: the re-check of an accepted candidate ran its full suite in a fresh
         sandbox (held to every rule), and another sandbox of the pool has the run's
-        baseline's. Quarantine and calibration stand."""
+        baseline's. Quarantine and calibration stand. `figures`: a node's benchmark figures
+        from when it was accepted, which it must measure as the baseline too (gate/nodes.py)."""
         self._healthy_sandbox()
         t0 = time.perf_counter()
         self._load(tar)
+        self._accepted_figures = dict(figures) if figures else None
         self._corpus = load_corpus(tar, self.config.canary) if self.config.canary else None
         self._canary_stage = None
         self._charge("baseline_load", time.perf_counter() - t0)
@@ -199,6 +206,7 @@ class Judge:
     def _load(self, tar: bytes) -> None:
         """The baseline on the host (its reading of patches) and in the sandbox."""
         self._baseline_tar = tar
+        self._accepted_figures = None
         fresh = self.cascade.for_baseline(tar)
         self.cascade = self._cascades.setdefault(fresh.baseline, fresh)
         if self._police is None or self._police.goal != self.goal or self._police.tar != tar:
@@ -276,6 +284,7 @@ class Judge:
             timings["total"] = round(time.perf_counter() - start + sum(setup.values()), 4)
             return self._verdict(status, reasons, summary, timings, **fields)
 
+        self.drift = []
         self._police.config = self.config  # the rules in force now, if changed since
         diff, summary, refusal, checks = self._police.read(diff, timings)
         if refusal:
@@ -340,7 +349,8 @@ class Judge:
         benches, missing = self._objective(tests)
         timings["benchmarks"] = round(time.perf_counter() - t0, 4)
         reasons.extend(missing)
-        fields = {"tests": tests, "benchmarks": benches, "equivalence": equivalence}
+        fields = {"tests": tests, "benchmarks": benches, "equivalence": equivalence,
+                  "baseline_drift": list(self.drift)}
         if reasons:
             return done("rejected", reasons, summary, **fields)
         if self._corpus is None or not self.promote:
@@ -398,6 +408,10 @@ class Judge:
         result = measure(self.trees, self.benchmarks, calibration, self.config,
                          self._seed, self.progress)
         reasons = result.reasons or ([] if result.improved else [result.why_not or "no gain"])
+        self.drift = baseline_drift(result.verdicts, self._accepted_figures or {},
+                                    self.config.min_improvement)
+        if self.drift:
+            reasons = [drift_reason(self.drift), *reasons]
         return result.verdicts, reasons
 
     def sentinel(self) -> bool:

@@ -122,6 +122,9 @@ class Verdict(BaseModel):
     sandbox: str = ""
     integrity_gaps: list[str] = Field(default_factory=list)
     """What the sandbox could not rule out (the local one: forged reports, hidden work...)."""
+    baseline_drift: list[str] = Field(default_factory=list)
+    """Judged against a node of the search's archive: the benchmarks on which the node
+    measured slower as the baseline than when it was accepted (gate/nodes.py)."""
 
     def gain(self) -> str:
         """The accepted gain as people say it, naming the metric it was measured in."""

@@ -186,7 +186,8 @@ class History:
 
     # -- candidates -------------------------------------------------------------------------
 
-    _CANDIDATE_FIELDS = ("parent_commit", "rationale", "diff", "status", "verdict", "commit_sha",
+    _CANDIDATE_FIELDS = ("parent_commit", "rationale", "diff", "status", "verdict", "node_tests",
+                         "commit_sha",
                          "candidate_commit")
 
     def add_candidate(self, run_id: str, n: int, parent_commit: str | None) -> None:
@@ -197,8 +198,8 @@ class History:
         )
 
     def update_candidate(self, run_id: str, n: int, **fields: Any) -> None:
-        """Set any of parent_commit, rationale, diff, status, verdict (a dict), commit_sha,
-        candidate_commit."""
+        """Set any of parent_commit, rationale, diff, status, verdict (a dict), node_tests (a
+        dict: an accepted candidate's full-suite run), commit_sha, candidate_commit."""
         unknown = set(fields) - set(self._CANDIDATE_FIELDS)
         if unknown:
             raise TypeError(f"update_candidate() got unknown fields: {', '.join(sorted(unknown))}")
@@ -208,8 +209,8 @@ class History:
             raise ValueError(f"unknown candidate status {fields['status']!r}")
         columns: dict[str, Any] = {}
         for key, value in fields.items():
-            if key == "verdict":
-                columns["verdict_json"] = None if value is None else _dumps(value)
+            if key in ("verdict", "node_tests"):
+                columns[f"{key}_json"] = None if value is None else _dumps(value)
             else:
                 columns[key] = value
         assignments = ", ".join(f"{column} = :{column}" for column in columns)

@@ -284,3 +284,11 @@ def m004_infrastructure_status(db: sqlite3.Connection) -> None:
                f" SELECT {_M004_COLUMNS} FROM candidates")
     db.execute("DROP TABLE candidates")
     db.execute("ALTER TABLE candidates_m004 RENAME TO candidates")
+
+
+@migration
+def m005_node_tests(db: sqlite3.Connection) -> None:
+    # An accepted candidate's full-suite run from its re-check: what its children are judged
+    # against, kept so that a resumed run never tests a node's code again as a baseline (a
+    # node is a former candidate, and its code could tell it is the baseline).
+    db.execute("ALTER TABLE candidates ADD COLUMN node_tests_json TEXT")

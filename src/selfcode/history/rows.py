@@ -73,10 +73,13 @@ class CandidateRow:
     candidate_commit: str | None
     """The commit kept under refs/selfcode/<run>/<n>, accepted or not."""
     created_at: str
+    node_tests: dict[str, Any] | None = None
+    """An accepted candidate's full-suite run (its re-check's): its children's baseline."""
 
     @classmethod
     def from_db(cls, row: sqlite3.Row) -> CandidateRow:
-        return cls(**_columns(cls, row), verdict=_loads(row["verdict_json"]))
+        return cls(**_columns(cls, row), verdict=_loads(row["verdict_json"]),
+                   node_tests=_loads(row["node_tests_json"]))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ from selfcode.run.candidate import Outcome, Pipeline
 from selfcode.run.context import Run
 from selfcode.run.propose import Proposal
 from selfcode.search.combine import merges
+from selfcode.search.lineage import node_figures
 from selfcode.search.parents import Node
 
 
@@ -183,6 +184,8 @@ class Agent:
         self.pipeline.verdicts[n] = verdict
         if self.models is not None and llm is not None:
             self.models.settle(llm.model, verdict.accepted)
+        if verdict.baseline_drift:
+            self._retire(outcome.parent.n, n)
         if not verdict.accepted:
             ctx.archive.keep(n, outcome.parent.sha, proposal.rationale, proposal.diff, verdict,
                              "rejected")
@@ -203,17 +206,37 @@ class Agent:
             sha = ctx.archive.commit_accepted(worktree, n, rationale, diff, verdict)
         else:
             sha = ctx.archive.commit_beside(n, parent.sha, rationale, diff, verdict)
-        ctx.update(n, commit_sha=sha)
+        # Its re-check's full suite is what its children are judged against, kept so that a
+        # resumed run never tests its code again as a baseline.
+        ctx.update(n, commit_sha=sha,
+                   node_tests=outcome.tests.model_dump() if outcome.tests else None)
         lineage = self.pipeline.lineage
         lineage.add(Node(n=n, sha=sha, parent=parent.n,
                          score=parent.score * (verdict.speedup() or 1.0)),
-                    ctx.store.tracked_tar(sha), outcome.tests)
+                    ctx.store.tracked_tar(sha), outcome.tests, node_figures(verdict))
         if lineage.best().n == n and worktree.head() != sha:
             worktree.move_to(sha)  # a better lineage than the branch's: the branch follows
             ctx.observer.event("note", f"Candidate {n}, built on "
                                + (f"candidate {parent.n}" if parent.n else "the baseline")
                                + ", is the best so far; the run's branch now ends there.")
         return sha
+
+    def _retire(self, parent: int, n: int) -> None:
+        """A node measured slower as the baseline than when it was accepted (gate/nodes.py):
+        it and what was built on it are parents no more, and the branch leaves them."""
+        lineage, worktree = self.pipeline.lineage, self.ctx.worktree
+        retired = lineage.retire(parent)
+        if not retired:
+            return
+        names = ", ".join(map(str, retired))
+        self.ctx.history.add_event(self.ctx.run_id, "node-retired",
+                                   f"candidates {names} retired as parents", candidate_n=n)
+        self.ctx.observer.event("warning", f"Candidate {parent} measured slower as the "
+                                "baseline than when it was accepted; it and the candidates "
+                                f"built on it ({names}) are no longer parents. Review it.")
+        head = worktree.head()
+        if any(lineage.node(k).sha == head for k in retired):
+            worktree.move_to(lineage.best().sha)  # the best node no retirement touched
 
     def _finish(self, n: int, status: str, rationale: str, reasons: list[str],
                 verdict: Verdict | None = None, commit: str | None = None) -> None:

@@ -15,9 +15,9 @@ from selfcode.llm.pool import ModelPool
 from selfcode.run.context import Run
 from selfcode.run.loop import BudgetExhausted
 from selfcode.run.propose import Parent
-from selfcode.sandbox.results import ProfileRun
+from selfcode.sandbox.results import ProfileRun, TestsRun
 from selfcode.sandbox.trees import Trees
-from selfcode.search.lineage import Lineage
+from selfcode.search.lineage import Lineage, node_figures
 from selfcode.search.parents import Node
 from selfcode.search.pool import JudgePool
 
@@ -43,12 +43,13 @@ def check_budget(run: Run) -> None:
 
 def restore_nodes(run: Run, lineage: Lineage, judge: Judge, head: str) -> None:
     """The archive's nodes: the run's baseline (its tests the first judge's), and on a
-    resumed run every accepted candidate still reachable (judged against, their tests run
-    again when first lent: the re-check's run is gone with the process that made it)."""
+    resumed run every accepted candidate still reachable, with the full-suite run and the
+    figures it was accepted with (history m005): a node's code is never tested again as a
+    baseline. A run from before m005 has no runs kept: its nodes are tested when lent."""
     recorded = run.history.run(run.run_id)
     base = recorded.base_commit if recorded else head
     lineage.add(Node(n=0, sha=base, parent=None, score=1.0), run.store.tracked_tar(base),
-                judge.baseline_tests if base == head else None)
+                judge.baseline_tests)  # the first judge's baseline is the run's base
     for row in run.history.candidates(run.run_id):
         if row.status != "accepted" or not row.commit_sha:
             continue
@@ -58,10 +59,11 @@ def restore_nodes(run: Run, lineage: Lineage, judge: Judge, head: str) -> None:
             continue
         verdict = Verdict.model_validate(row.verdict) if row.verdict else None
         speedup = verdict.speedup() if verdict else None
+        tests = TestsRun.model_validate(row.node_tests) if row.node_tests else None
         lineage.add(Node(n=row.n, sha=row.commit_sha, parent=parent.n,
                          score=parent.score * (speedup or 1.0)),
-                    run.store.tracked_tar(row.commit_sha),
-                    judge.baseline_tests if row.commit_sha == head else None)
+                    run.store.tracked_tar(row.commit_sha), tests,
+                    node_figures(verdict) if verdict else None)
 
 
 def profiler(judge: Judge, pool: JudgePool, lineage: Lineage,

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from selfcode.gate.verdict import Verdict
 from selfcode.run.propose import Parent
 from selfcode.sandbox.results import TestsRun
 from selfcode.search.parents import Node, Strategy, choose_parent
@@ -29,6 +30,8 @@ class Entry:
     tar: bytes
     tests: TestsRun | None
     files: list[str] = field(default_factory=list)
+    figures: dict[str, list[float]] | None = None  # its benchmarks' when it was accepted
+    retired: bool = False  # it measured otherwise as a baseline: no longer a parent
 
 
 class Lineage:
@@ -41,10 +44,26 @@ class Lineage:
         self._entries: dict[int, Entry] = {}
         self._lock = threading.Lock()
 
-    def add(self, node: Node, tar: bytes, tests: TestsRun | None) -> None:
+    def add(self, node: Node, tar: bytes, tests: TestsRun | None,
+            figures: dict[str, list[float]] | None = None) -> None:
         files = _unpack(tar, self.root / str(node.n))
         with self._lock:
-            self._entries[node.n] = Entry(node, tar, tests, files)
+            self._entries[node.n] = Entry(node, tar, tests, files, figures)
+
+    def retire(self, n: int) -> list[int]:
+        """Node `n` and every node built on it are no longer parents nor the best (n > 0:
+        the run's baseline is the reviewed code); the numbers retired."""
+        if n == 0:
+            return []
+        with self._lock:
+            retired, grown = {n}, True
+            while grown:
+                more = {e.node.n for e in self._entries.values() if e.node.parent in retired}
+                grown = not more <= retired
+                retired |= more
+            for k in retired:
+                self._entries[k].retired = True
+            return sorted(retired)
 
     def set_tests(self, n: int, tests: TestsRun) -> None:
         with self._lock:
@@ -53,7 +72,7 @@ class Lineage:
     def choose(self) -> Node:
         """The next candidate's parent; counted as one more child of it."""
         with self._lock:
-            nodes = [e.node for e in self._entries.values()]
+            nodes = [e.node for e in self._entries.values() if not e.retired]
             # Greedy builds on the branch's head: the best node, the earliest of equals.
             chosen = (_best(nodes) if self.strategy == "greedy"
                       else choose_parent(nodes, self.strategy, self._rng))
@@ -69,8 +88,9 @@ class Lineage:
             return entry.node
 
     def nodes(self) -> list[Node]:
+        """The nodes still in the archive (not retired)."""
         with self._lock:
-            return [e.node for e in self._entries.values()]
+            return [e.node for e in self._entries.values() if not e.retired]
 
     def node(self, n: int) -> Node:
         with self._lock:
@@ -98,7 +118,7 @@ class Lineage:
         """What judging against node `n` needs (its tests None: to be run when lent)."""
         with self._lock:
             entry = self._entries[n]
-        return Baseline(entry.node.sha, entry.tar, entry.tests)
+        return Baseline(entry.node.sha, entry.tar, entry.tests, entry.figures)
 
     def baseline_of(self, sha: str) -> Baseline:
         with self._lock:
@@ -107,6 +127,12 @@ class Lineage:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def node_figures(verdict: Verdict) -> dict[str, list[float]]:
+    """What an accepted candidate measured, per benchmark: as a node, its baseline side must
+    measure so too (gate/nodes.py)."""
+    return {bench.name: list(bench.candidate) for bench in verdict.benchmarks if bench.candidate}
 
 
 def _best(nodes: list[Node]) -> Node:

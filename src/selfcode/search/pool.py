@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from selfcode.gate.judge import Judge
@@ -41,7 +41,9 @@ class Baseline:
 
     key: str
     tar: bytes
-    tests: TestsRun | None  # None: not known in this process (a resumed run); run when lent
+    tests: TestsRun | None  # None: not known (a run from before m005); run when lent
+    figures: Mapping[str, Sequence[float]] | None = None
+    """A node's benchmark figures when it was accepted: it must measure so as the baseline."""
 
 
 class JudgePool:
@@ -114,7 +116,7 @@ class JudgePool:
                 if baseline.tests is None:
                     judge.set_baseline(baseline.tar)
                 else:
-                    judge.adopt_baseline(baseline.tar, baseline.tests)
+                    judge.adopt_baseline(baseline.tar, baseline.tests, baseline.figures)
                 key = baseline.key
             yield judge
         finally:
