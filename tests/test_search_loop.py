@@ -241,3 +241,58 @@ def test_several_models_each_candidate_asks_one_chosen_by_the_bandit(tmp_path: P
     shown = json.loads(CliRunner().invoke(app, ["show", run_id, str(repo), "--json"]).stdout)
     assert {m["model"]: m["requests"] for m in shown["models"]} == {
         "model-a": asked[0], "model-b": asked[1]}
+
+
+def test_a_retired_node_and_its_descendants_are_parents_no_more(tmp_path: Path) -> None:
+    from selfcode.search.lineage import Lineage
+    from selfcode.search.parents import Node
+
+    lineage = Lineage(tmp_path / "nodes", "archive", seed=0)
+    for n, parent, score in ((0, None, 1.0), (1, 0, 2.0), (2, 1, 4.0), (3, 0, 1.5)):
+        lineage.add(Node(n=n, sha=str(n) * 40, parent=parent, score=score),
+                    _tar({"x.py": f"x = {n}\n"}), None)
+    assert lineage.best().n == 2
+    assert lineage.retire(1) == [1, 2]
+    assert lineage.best().n == 3
+    assert {lineage.choose().n for _ in range(50)} <= {0, 3}
+    assert lineage.retire(0) == []  # the run's baseline is the reviewed code
+
+
+def test_a_resumed_run_adopts_each_nodes_kept_run(tmp_path: Path) -> None:
+    """History m005: an accepted candidate's re-check run is kept, and `restore_nodes` gives
+    it back, so no node's code is tested again as a baseline."""
+    from selfcode.gate.verdict import BenchVerdict, Verdict
+    from selfcode.run.searching import restore_nodes
+    from selfcode.sandbox.results import TestsRun
+    from selfcode.search.lineage import Lineage
+
+    repo = make_target(tmp_path / "target")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "src" / "fastlib" / "__init__.py").write_text("x = 1\n")
+    git(repo, "commit", "-qam", "node")
+    node_sha = git(repo, "rev-parse", "HEAD").strip()
+    kept = TestsRun(exit_code=0, timed_out=False, duration=1.5,
+                    outcomes={"tests/test_fastlib.py::test_squares": "passed"})
+    verdict = Verdict(accepted=True, status="accepted", goal="speed", benchmarks=[
+        BenchVerdict(name="work", metric="instructions", baseline=[200.0], candidate=[100.0],
+                     ratio=0.5, verdict="faster")])
+    store = GitStore(repo)
+
+    class Run:  # what restore_nodes reads of a run
+        def __init__(self, history: History) -> None:
+            self.history, self.store, self.run_id = history, store, "r1"
+
+    class FirstJudge:
+        baseline_tests = TestsRun(exit_code=0, timed_out=False, duration=1.0)
+
+    with History(tmp_path / "h.db") as history:
+        history.start_run("r1", str(repo), base, "selfcode/r1", "faster", "m", "local")
+        history.add_candidate("r1", 1, base)
+        history.update_candidate("r1", 1, status="accepted", commit_sha=node_sha,
+                                 verdict=verdict.model_dump(), node_tests=kept.model_dump())
+        lineage = Lineage(tmp_path / "nodes", "greedy", seed=0)
+        restore_nodes(Run(history), lineage, FirstJudge(), node_sha)  # type: ignore[arg-type]
+    node = lineage.baseline(1)
+    assert node.tests == kept and node.figures == {"work": [100.0]}
+    assert lineage.baseline(0).tests == FirstJudge.baseline_tests
+    assert lineage.best().n == 1 and lineage.node(1).score == 2.0
