@@ -20,10 +20,7 @@ from selfcode.llm import LLM
 from selfcode.prompt.context import Attempt
 from selfcode.run.candidate import Outcome, Pipeline
 from selfcode.run.context import Run
-from selfcode.run.propose import Proposal
-from selfcode.search.combine import merges
-from selfcode.search.lineage import node_figures
-from selfcode.search.parents import Node
+from selfcode.run.nodes import Nodes
 
 
 class StopRun(Exception):
@@ -59,6 +56,7 @@ class Agent:
         self.ctx, self.pipeline, self.jobs, self.models = run, pipeline, max(1, jobs), models
         self.start = start
         self.attempts = attempts if attempts is not None else []
+        self.nodes = Nodes(run, pipeline.lineage)
         self._results: queue.Queue[Outcome] = queue.Queue()
         self._in_flight: dict[int, LLM | None] = {}
 
@@ -89,26 +87,13 @@ class Agent:
     def _combine(self, n: int) -> None:
         """Independent wins on other lineages, each brought onto the best node when its
         patch applies there, and judged like any candidate (numbered after the model's)."""
-        lineage, store = self.pipeline.lineage, self.ctx.store
-        for merge in merges(lineage.nodes(), lineage.best().n):
-            if self.ctx.ledger.exceeded():
-                return
-            best, tip, fork = lineage.best(), lineage.node(merge.tip), lineage.node(merge.fork)
-            diff = store.diff(fork.sha, tip.sha)
-            if not store.applies(best.sha, diff):
-                continue
-            chain = ", ".join(str(c) for c in lineage.lineage(tip.n) if c not in
-                              lineage.lineage(fork.n))
-            rationale = (f"Combination: the change of candidate(s) {chain} (built on "
-                         + (f"candidate {fork.n}" if fork.n else "the baseline")
-                         + f"), brought onto the best so far, candidate {best.n}.")
+        for best, proposal in self.nodes.combinations(self.ctx.ledger.exceeded):
             self.ctx.history.add_candidate(self.ctx.run_id, n, best.sha)
             self.ctx.ledger.begin()
             self._in_flight[n] = None
-            self.ctx.observer.event("phase", f"combining candidate {tip.n}'s lineage with "
-                                    f"candidate {best.n}", n=n)
-            stop = self._record(self.pipeline.judge_only(
-                n, lineage.choose_node(best.n), Proposal(rationale=rationale, diff=diff)))
+            self.ctx.observer.event("phase", "combining another lineage's change with the "
+                                    f"best so far (candidate {best.n})", n=n)
+            stop = self._record(self.pipeline.judge_only(n, best, proposal))
             if stop is not None:
                 return
             n += 1
@@ -185,58 +170,15 @@ class Agent:
         if self.models is not None and llm is not None:
             self.models.settle(llm.model, verdict.accepted)
         if verdict.baseline_drift:
-            self._retire(outcome.parent.n, n)
+            self.nodes.retire(outcome.parent.n, n)
         if not verdict.accepted:
             ctx.archive.keep(n, outcome.parent.sha, proposal.rationale, proposal.diff, verdict,
                              "rejected")
             self._finish(n, "rejected", proposal.rationale, verdict.reasons, verdict)
             return None
-        sha = self._commit(outcome, verdict)
+        sha = self.nodes.commit(outcome, verdict)
         self._finish(n, "accepted", proposal.rationale, [], verdict, commit=sha)
         return None
-
-    def _commit(self, outcome: Outcome, verdict: Verdict) -> str:
-        """An accepted candidate becomes a node: a commit on its parent, on the run's branch
-        when its parent is the branch's head; the branch follows the best node."""
-        ctx, n, parent = self.ctx, outcome.n, outcome.parent
-        ctx.observer.event("phase", "committing", n=n)
-        rationale, diff = outcome.proposal.rationale, outcome.proposal.diff
-        worktree = ctx.worktree
-        if parent.sha == worktree.head():
-            sha = ctx.archive.commit_accepted(worktree, n, rationale, diff, verdict)
-        else:
-            sha = ctx.archive.commit_beside(n, parent.sha, rationale, diff, verdict)
-        # Its re-check's full suite is what its children are judged against, kept so that a
-        # resumed run never tests its code again as a baseline.
-        ctx.update(n, commit_sha=sha,
-                   node_tests=outcome.tests.model_dump() if outcome.tests else None)
-        lineage = self.pipeline.lineage
-        lineage.add(Node(n=n, sha=sha, parent=parent.n,
-                         score=parent.score * (verdict.speedup() or 1.0)),
-                    ctx.store.tracked_tar(sha), outcome.tests, node_figures(verdict))
-        if lineage.best().n == n and worktree.head() != sha:
-            worktree.move_to(sha)  # a better lineage than the branch's: the branch follows
-            ctx.observer.event("note", f"Candidate {n}, built on "
-                               + (f"candidate {parent.n}" if parent.n else "the baseline")
-                               + ", is the best so far; the run's branch now ends there.")
-        return sha
-
-    def _retire(self, parent: int, n: int) -> None:
-        """A node measured slower as the baseline than when it was accepted (gate/nodes.py):
-        it and what was built on it are parents no more, and the branch leaves them."""
-        lineage, worktree = self.pipeline.lineage, self.ctx.worktree
-        retired = lineage.retire(parent)
-        if not retired:
-            return
-        names = ", ".join(map(str, retired))
-        self.ctx.history.add_event(self.ctx.run_id, "node-retired",
-                                   f"candidates {names} retired as parents", candidate_n=n)
-        self.ctx.observer.event("warning", f"Candidate {parent} measured slower as the "
-                                "baseline than when it was accepted; it and the candidates "
-                                f"built on it ({names}) are no longer parents. Review it.")
-        head = worktree.head()
-        if any(lineage.node(k).sha == head for k in retired):
-            worktree.move_to(lineage.best().sha)  # the best node no retirement touched
 
     def _finish(self, n: int, status: str, rationale: str, reasons: list[str],
                 verdict: Verdict | None = None, commit: str | None = None) -> None:
