@@ -19,6 +19,7 @@ from selfcode.git.store import GitStore
 from selfcode.history.db import History
 
 from run_helpers import (
+    NO_EDIT,
     REPLY_BAD_EVENS,
     REPLY_EVENS,
     REPLY_SQUARES,
@@ -296,3 +297,30 @@ def test_a_resumed_run_adopts_each_nodes_kept_run(tmp_path: Path) -> None:
     assert node.tests == kept and node.figures == {"work": [100.0]}
     assert lineage.baseline(0).tests == FirstJudge.baseline_tests
     assert lineage.best().n == 1 and lineage.node(1).score == 2.0
+
+
+def test_a_crash_after_a_commit_beside_the_branch_is_settled_as_accepted(
+        tmp_path: Path) -> None:
+    """Killed between committing a candidate beside the branch and recording its status:
+    `--resume` finds its commit, ref and note and records it accepted, not abandoned."""
+    import sqlite3
+
+    repo = make_target(tmp_path / "target")
+    replay = write_replay(tmp_path / "r.jsonl", REPLY_SQUARES, REPLY_EVENS, REPLY_BAD_EVENS)
+    summary = improve(repo, replay, "--iterations", "3", "--jobs", "3", "--strategy", "greedy")
+    run_id, base = summary["run_id"], summary["base_commit"]
+    rows = {r.n: r for r in _candidates(repo, run_id)}
+    on_branch = git(repo, "rev-list", f"{base}..{summary['branch']}").split()
+    beside = next(n for n, r in rows.items()
+                  if r.status == "accepted" and r.commit_sha not in on_branch)
+    db = GitStore(repo).state_dir() / "history.db"
+    with sqlite3.connect(db) as con:  # as the crash left it
+        con.execute("UPDATE candidates SET status = 'proposed' WHERE run_id = ? AND n = ?",
+                    (run_id, beside))
+        con.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
+    resumed = improve(repo, write_replay(tmp_path / "r2.jsonl", NO_EDIT, NO_EDIT, NO_EDIT),
+                      "--resume", run_id, "--iterations", "5")
+    after = {r.n: r for r in _candidates(repo, run_id)}
+    assert after[beside].status == "accepted"
+    assert after[beside].commit_sha == rows[beside].commit_sha
+    assert resumed["run_id"] == run_id

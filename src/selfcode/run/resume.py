@@ -116,18 +116,11 @@ def reconcile(store: GitStore, history: History, archive: Archive, run_id: str,
                 done.append(f"candidate {n} had been committed; recorded it as accepted")
             status = "accepted"
         elif status == "proposed":
-            ready = (finish_commits and worktree is not None and verdict is not None
-                     and verdict.accepted and row.diff
-                     and row.parent_commit == worktree.head())
-            if ready and worktree is not None and verdict is not None and row.diff:
-                sha = archive.commit_accepted(worktree, n, row.rationale or "", row.diff,
-                                              verdict)
-                history.update_candidate(run_id, n, status="accepted", commit_sha=sha)
-                done.append(f"candidate {n} had passed the gate; committed it now")
+            status, message = _settle_in_flight(store, history, archive, row, worktree,
+                                                finish_commits)
+            done.append(message)
+            if status == "committed":
                 continue
-            history.update_candidate(run_id, n, status="abandoned")
-            done.append(f"candidate {n} was interrupted; marked it abandoned")
-            status = "abandoned"
         if row.diff and not _kept(store, run_id, n, row.candidate_commit):
             if status == "accepted" and n in on_branch:
                 archive.keep_commit(n, on_branch[n], "accepted", verdict, row.rationale or "")
@@ -135,6 +128,26 @@ def reconcile(store: GitStore, history: History, archive: Archive, run_id: str,
                 archive.keep(n, row.parent_commit, row.rationale or "", row.diff,
                              verdict, status)
     return done
+
+
+def _settle_in_flight(store: GitStore, history: History, archive: Archive, row: CandidateRow,
+                      worktree: RunWorktree | None, finish_commits: bool) -> tuple[str, str]:
+    """A candidate in flight at the crash and not on the branch: (its status now, what was
+    done). Committed beside the branch (built on another node of the archive) it is accepted;
+    through the gate and built on the branch's head, committed now; else abandoned."""
+    run_id, n, verdict = row.run_id, row.n, _verdict(row)
+    accepted = verdict is not None and verdict.accepted
+    if accepted and row.commit_sha and _kept(store, run_id, n, row.candidate_commit):
+        history.update_candidate(run_id, n, status="accepted")
+        return "accepted", f"candidate {n} had been committed beside the branch; recorded it as accepted"
+    ready = (finish_commits and worktree is not None and accepted and row.diff
+             and row.parent_commit == worktree.head())
+    if ready and worktree is not None and verdict is not None and row.diff:
+        sha = archive.commit_accepted(worktree, n, row.rationale or "", row.diff, verdict)
+        history.update_candidate(run_id, n, status="accepted", commit_sha=sha)
+        return "committed", f"candidate {n} had passed the gate; committed it now"
+    history.update_candidate(run_id, n, status="abandoned")
+    return "abandoned", f"candidate {n} was interrupted; marked it abandoned"
 
 
 def _kept(store: GitStore, run_id: str, n: int, recorded: str | None) -> bool:
