@@ -128,6 +128,16 @@ class RayCluster:
                 return alive
             time.sleep(0.5)
 
+    def node_ids(self) -> dict[str, str]:
+        """role (head|worker) -> node id, of the alive nodes."""
+        return {"head" if is_head(n) else "worker": n["NodeID"] for n in self.alive_nodes()}
+
+    def pids(self) -> list[int]:
+        """Every process in the namespace: the nodes' and the drivers'."""
+        done = subprocess.run(["ip", "netns", "pids", self.netns], capture_output=True,
+                              text=True, check=True)
+        return [int(pid) for pid in done.stdout.split()]
+
     def head_node_id(self) -> str:
         return next(n["NodeID"] for n in self.alive_nodes() if is_head(n))
 

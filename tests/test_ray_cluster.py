@@ -81,6 +81,9 @@ def test_two_alive_nodes_with_one_timing_slot_each(ray_cluster: RayCluster) -> N
     alive = ray_cluster.alive_nodes(count=2)
     assert len(alive) == 2
     assert sorted(is_head(n) for n in alive) == [False, True]
+    assert ray_cluster.node_ids() == {("head" if is_head(n) else "worker"): n["NodeID"]
+                                      for n in alive}
+    assert set(tagged_pids(ray_cluster.netns)) <= set(ray_cluster.pids())
     for node in alive:
         assert node["Resources"]["selfcode_timing"] == 1
         assert node["Resources"]["CPU"] == 1
