@@ -18,6 +18,7 @@ import pytest
 from selfcode.git.store import GitStore
 from selfcode.history.db import History
 
+from repos import tar_of
 from run_helpers import (
     NO_EDIT,
     REPLY_BAD_EVENS,
@@ -103,30 +104,16 @@ def test_a_repeat_is_not_judged_again(tmp_path: Path) -> None:
     assert "its parent's code" in rows[3].verdict["reasons"][0]
 
 
-def _tar(files: dict[str, str]) -> bytes:
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_lineage_counts_children_and_greedy_builds_on_the_branch_head(tmp_path: Path) -> None:
     from selfcode.search.lineage import Lineage
     from selfcode.search.parents import Node
 
     lineage = Lineage(tmp_path / "nodes", "greedy", seed=0)
-    lineage.add(Node(n=0, sha="a" * 40, parent=None, score=1.0), _tar({"x.py": "x = 1\n"}),
+    lineage.add(Node(n=0, sha="a" * 40, parent=None, score=1.0), tar_of({"x.py": "x = 1\n"}),
                 None)
-    lineage.add(Node(n=1, sha="b" * 40, parent=0, score=1.5), _tar({"x.py": "x = 2\n"}), None)
-    lineage.add(Node(n=2, sha="c" * 40, parent=0, score=1.5), _tar({"x.py": "x = 3\n"}), None)
-    lineage.add(Node(n=4, sha="d" * 40, parent=2, score=1.2), _tar({"x.py": "x = 4\n",
+    lineage.add(Node(n=1, sha="b" * 40, parent=0, score=1.5), tar_of({"x.py": "x = 2\n"}), None)
+    lineage.add(Node(n=2, sha="c" * 40, parent=0, score=1.5), tar_of({"x.py": "x = 3\n"}), None)
+    lineage.add(Node(n=4, sha="d" * 40, parent=2, score=1.2), tar_of({"x.py": "x = 4\n",
                                                                    "../evil": "no"}), None)
     # Ties go to the earliest node: the one already on the branch, so the branch stays.
     assert lineage.best().n == 1
@@ -148,7 +135,7 @@ def test_archive_strategy_also_draws_nodes_other_than_the_best(tmp_path: Path) -
     lineage = Lineage(tmp_path / "nodes", "archive", seed=1)
     for n, score in ((0, 1.0), (1, 1.3), (2, 1.25)):
         lineage.add(Node(n=n, sha=str(n) * 40, parent=0 if n else None, score=score),
-                    _tar({"x.py": f"x = {n}\n"}), None)
+                    tar_of({"x.py": f"x = {n}\n"}), None)
     drawn = [lineage.choose().n for _ in range(60)]
     # The penalty for children already tried spreads the draws over the good nodes.
     assert {1, 2} <= set(drawn)
@@ -251,7 +238,7 @@ def test_a_retired_node_and_its_descendants_are_parents_no_more(tmp_path: Path) 
     lineage = Lineage(tmp_path / "nodes", "archive", seed=0)
     for n, parent, score in ((0, None, 1.0), (1, 0, 2.0), (2, 1, 4.0), (3, 0, 1.5)):
         lineage.add(Node(n=n, sha=str(n) * 40, parent=parent, score=score),
-                    _tar({"x.py": f"x = {n}\n"}), None)
+                    tar_of({"x.py": f"x = {n}\n"}), None)
     assert lineage.best().n == 2
     assert lineage.retire(1) == [1, 2]
     assert lineage.best().n == 3
