@@ -46,6 +46,7 @@ from selfcode.search.pool import Baseline, JudgePool
 
 if TYPE_CHECKING:
     from selfcode.config import SandboxConfig
+    from selfcode.gate.config import GateConfig
     from selfcode.run.context import Run
     from selfcode.sandbox.deps import DependencySet
 
@@ -59,7 +60,7 @@ class _NodeFault(Exception):
     """The node failed under the candidate (not the candidate's fault)."""
 
 
-def _ray() -> Any:
+def ray_module() -> Any:
     try:
         import ray
     except ImportError as exc:
@@ -71,9 +72,10 @@ def _ray() -> Any:
 def connect(address: str | None) -> bool:
     """Join the cluster at `address` ("auto": the one started on this machine) as a driver,
     with no runtime environment (nothing of ours travels). True if this call connected."""
-    ray = _ray()
+    ray = ray_module()
     if ray.is_initialized():
         return False
+    _cluster_messages_to_stderr()
     try:
         ray.init(address=address or "auto", logging_level="ERROR", log_to_driver=False,
                  configure_logging=False)
@@ -84,14 +86,30 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def _affinity(node_id: str) -> Any:
+def _cluster_messages_to_stderr() -> None:
+    """Ray's driver prints the cluster's messages (a node marked dead...) on stdout, which
+    carries selfcode's data (`--json`): they go to stderr, with the progress."""
+    import ray._private.worker as driver
+
+    shown = getattr(driver, "print_to_stdstream", None)
+    if shown is None or getattr(shown, "selfcode", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        shown({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.selfcode = True  # type: ignore[attr-defined]
+    driver.print_to_stdstream = to_stderr
+
+
+def affinity(node_id: str) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     return NodeAffinitySchedulingStrategy(node_id, soft=False)
 
 
-def _alive_nodes() -> list[dict[str, Any]]:
-    return [n for n in _ray().nodes() if n.get("Alive")]
+def alive_nodes() -> list[dict[str, Any]]:
+    return [n for n in ray_module().nodes() if n.get("Alive")]
 
 
 @dataclass
@@ -138,7 +156,7 @@ class RayExecutor:
         executor: RayExecutor | None = None
         try:
             wheelhouse = ship_wheelhouse(setup.sandbox, setup.state_dir, setup.deps)
-            spec = node_spec(setup, pool, wheelhouse)
+            spec = node_spec(setup, pool.first.config, pool.first.benchmarks, wheelhouse)
             executor = cls(spec, pool, first, observer, setup.jobs, connected)
             executor._discover()
             if not executor._nodes:
@@ -149,7 +167,7 @@ class RayExecutor:
             if executor is not None:
                 executor.close()
             elif connected:
-                _ray().shutdown()
+                ray_module().shutdown()
             raise
         names = ", ".join(node.where for node in executor._nodes)
         observer.event("note", f"Judging on {len(executor._nodes)} Ray node(s): {names}.")
@@ -187,7 +205,7 @@ class RayExecutor:
 
     def _call(self, node: _Node, n: int, tree: Tree, quarantine: frozenset[str],
               diff: str) -> NodeVerdict:
-        ray = _ray()
+        ray = ray_module()
         t0 = time.perf_counter()
         ref = node.handle.judge.remote(n, tree, quarantine, diff)
         with self._lock:
@@ -214,7 +232,7 @@ class RayExecutor:
         with self._lock:
             ref = self._refs.trees.get(baseline.key)
         if ref is None:
-            ref = _ray().put(baseline.tar)
+            ref = ray_module().put(baseline.tar)
             with self._lock:
                 ref = self._refs.trees.setdefault(baseline.key, ref)
         return Tree(baseline.key, [ref], baseline.tests)
@@ -239,13 +257,13 @@ class RayExecutor:
             if node in self._nodes:
                 self._nodes.remove(node)
         with contextlib.suppress(Exception):
-            _ray().kill(node.handle, no_restart=True)
+            ray_module().kill(node.handle, no_restart=True)
 
     # --- nodes ---------------------------------------------------------------------------------
 
     def _discover(self) -> None:
         """An actor on every live node with the timing resource that has none of ours."""
-        ray = _ray()
+        ray = ray_module()
         self._discovered = time.monotonic()
         with self._lock:
             known = {node.node_id for node in self._nodes}
@@ -255,12 +273,12 @@ class RayExecutor:
         started: list[_Node] = []
         # `shutdown` has a thread of its own: it runs however many candidates are in flight.
         actor_class = ray.remote(concurrency_groups={"control": 1})(NodeJudge)
-        for info in _alive_nodes():
+        for info in alive_nodes():
             node_id = str(info["NodeID"])
             if node_id in known or float(info.get("Resources", {}).get(NODE_RESOURCE, 0)) < 1:
                 continue
             handle = actor_class.options(
-                num_cpus=0, resources={NODE_RESOURCE: 1}, scheduling_strategy=_affinity(node_id),
+                num_cpus=0, resources={NODE_RESOURCE: 1}, scheduling_strategy=affinity(node_id),
                 max_concurrency=max(self.jobs, self.spec.judges), max_restarts=0,
             ).remote(self.spec, first, quarantine)
             started.append(_Node(node_id, "node:__internal_head__" in info["Resources"], handle))
@@ -294,7 +312,7 @@ class RayExecutor:
             outstanding = list(self._outstanding)
         if not _ray_ready():
             return
-        ray = _ray()
+        ray = ray_module()
         try:
             for ref in outstanding:
                 with contextlib.suppress(Exception):
@@ -314,10 +332,10 @@ class RayExecutor:
                     ray.shutdown()
 
     def _backstop(self) -> None:
-        ray = _ray()
+        ray = ray_module()
         remover = ray.remote(remove_run_containers)
-        alive = {str(info["NodeID"]) for info in _alive_nodes()}
-        calls = [remover.options(num_cpus=0, scheduling_strategy=_affinity(node_id)).remote(
+        alive = {str(info["NodeID"]) for info in alive_nodes()}
+        calls = [remover.options(num_cpus=0, scheduling_strategy=affinity(node_id)).remote(
                      self.spec.run_id, pids) for node_id, pids in self._pids.items()
                  if node_id in alive]
         with contextlib.suppress(Exception):
@@ -355,12 +373,13 @@ class RaySetup:
     jobs: int
 
 
-def node_spec(setup: RaySetup, pool: JudgePool, wheelhouse: Any | None) -> NodeSpec:
-    """What each node is given: the first judge's rules and benchmarks, the sandbox's settings
-    and the dependency declarations (`wheelhouse`: an ObjectRef, or None)."""
-    judge = pool.first
-    return NodeSpec(run_id=setup.run_id, sandbox=setup.sandbox, gate=judge.config,
-                    benchmarks=judge.benchmarks, deps=setup.deps, judges=max(1, setup.jobs),
+def node_spec(setup: RaySetup, gate: GateConfig, benchmarks: dict[str, list[str]],
+              wheelhouse: Any | None) -> NodeSpec:
+    """What each node is given: the run's judging rules and benchmarks, the sandbox's settings
+    and the dependency declarations (`wheelhouse`: an ObjectRef, or None); never the model's
+    settings."""
+    return NodeSpec(run_id=setup.run_id, sandbox=setup.sandbox, gate=gate,
+                    benchmarks=benchmarks, deps=setup.deps, judges=max(1, setup.jobs),
                     harness=harness_digest(), wheelhouse=[wheelhouse] if wheelhouse else [])
 
 
@@ -381,7 +400,7 @@ def ship_wheelhouse(config: SandboxConfig, state_dir: Path, deps: DependencySet)
     folder = wheelhouse_dir(deps, info, state_dir / "wheelhouse")
     if not (folder / ".complete").is_file():
         return None
-    return _ray().put(wheelhouse_tar(folder))
+    return ray_module().put(wheelhouse_tar(folder))
 
 
 def ray_executor(run: Run, deps: DependencySet | None, pool: JudgePool, first: Baseline,
