@@ -300,8 +300,10 @@ DOCTOR_HELP = """Check that `selfcode improve` will work here, before any model 
 
 The machine (git, Python, the Docker engine and base image), the model endpoint (a one-token
 request), and the repository as a run sees it: HEAD, its benchmarks committed, its dependency
-declarations; then HEAD in the sandbox: install, the tests once, each benchmark's metric, and
-an estimate of the time per candidate. Takes tens of seconds; progress on stderr.
+declarations; with --executor ray, the cluster and each of its live nodes (its Docker engine,
+the run's image there or buildable from the shipped wheels); then HEAD in the sandbox: install,
+the tests once, each benchmark's metric, and an estimate of the time per candidate. Takes tens
+of seconds; progress on stderr.
 
 Exit 0 when everything improve needs works, 1 when a check failed (each says the next step),
 2 for unusable input (no git repository, a configuration that does not load)."""
@@ -319,6 +321,8 @@ def doctor(
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
     timeout: TimeoutOpt = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Check that improve will work (help: DOCTOR_HELP)."""
     with errors():
@@ -328,7 +332,9 @@ def doctor(
 
         overrides = _overrides(llm__base_url=base_url, llm__model=model,
                                llm__endpoints=endpoint or None,
-                               sandbox__backend=sandbox, sandbox__timeout=timeout)
+                               sandbox__backend=sandbox, sandbox__timeout=timeout,
+                               executor__kind=executor.value if executor else None,
+                               executor__ray_address=ray_address)
         with ConsoleObserver(err) as observer:
             result = diagnose(path, overrides, observer, report=_print_check, profile=profile)
         if json_out:

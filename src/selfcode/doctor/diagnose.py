@@ -1,6 +1,6 @@
 """Every check in order, each reported as soon as it is made: the machine, the endpoint, the
-repository on the host, then the dry run in the sandbox (skipped, with the reason, when what it
-needs failed)."""
+repository on the host, with `--executor ray` the cluster and each of its nodes, then the dry
+run in the sandbox (skipped, with the reason, when what it needs failed)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ def diagnose(path: Path, overrides: dict[str, Any], observer: Observer,
         add(benchmark_check(store, settings))
         deps_check, deps = dependency_check(store, settings)
         add(deps_check)
+        if settings.executor.kind == "ray":  # the nodes judge; the driver's checks stay
+            from selfcode.doctor.cluster import cluster_checks
+
+            observer.event("phase", "asking each node of the Ray cluster")
+            cluster_checks(settings, deps, add)
         blocking = [c.name for c in checks if c.failed and c.name in _SANDBOX_NEEDS]
         result = None
         if blocking:

@@ -67,11 +67,17 @@ def node_checks(address: str | None, sandbox: SandboxConfig | None = None,
 def check_here(sandbox: SandboxConfig | None, deps: DependencySet | None
                ) -> tuple[str, bool, str, str]:
     """On the node: (where, ready, detail, its selfcode's harness digest)."""
-    from selfcode.sandbox.engine import docker_client
+    from selfcode.sandbox.engine import docker_client, engine_problem
 
     where, digest = where_am_i(), harness_digest()
     try:
         client = docker_client(timeout=10)
+    except SandboxError as exc:  # the engine's own sentence advises --sandbox local: not here
+        ip = where.removeprefix("docker@").split(":")[0]
+        return where, False, (f"node {ip} has no Docker engine that answers "
+                              f"({engine_problem(exc.__cause__ or exc)}): install or start "
+                              "Docker there, or stop its ray node"), digest
+    try:
         if sandbox is None:
             return where, True, "the Docker engine answers", digest
         return (where, *_image_state(client, sandbox, deps), digest)
