@@ -8,6 +8,7 @@ on this machine, so each test checks several things of one run.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -16,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -279,3 +281,28 @@ def test_ctrl_c_on_the_driver_leaves_no_container_on_any_node(ray_cluster, envir
             proc.kill()
     assert proc.returncode == 130
     assert containers_of(run_id) == []
+
+
+def test_a_shipped_wheelhouse_lands_where_the_build_looks_and_nothing_else(tmp_path):
+    from selfcode.executors.node import _unpack_wheelhouse, wheelhouse_tar
+
+    source = tmp_path / "driver"
+    source.mkdir()
+    for name, text in {"a-1.0-py3-none-any.whl": "wheel", "requirements.txt": "a==1.0\n",
+                       ".complete": "a-1.0-py3-none-any.whl\n", "notes.sh": "rm -rf /"}.items():
+        (source / name).write_text(text)
+    shipped = wheelhouse_tar(source)
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:  # what a tampered object could hold
+        for name in ("../escaped.whl", "sub/b-1.0-py3-none-any.whl", "run.sh"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    target = tmp_path / "node" / "key"
+    target.parent.mkdir()
+    _unpack_wheelhouse(shipped, target)
+    assert sorted(p.name for p in target.iterdir()) == [
+        ".complete", "a-1.0-py3-none-any.whl", "requirements.txt"]
+    other = tmp_path / "node" / "other"
+    _unpack_wheelhouse(evil.getvalue(), other)
+    assert list(other.iterdir()) == [] and not (tmp_path / "escaped.whl").exists()

@@ -22,6 +22,7 @@ Ray is optional (`pip install 'selfcode[ray]'`) and imported only here, when use
 from __future__ import annotations
 
 import contextlib
+import socket
 import statistics
 import threading
 import time
@@ -76,6 +77,7 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     _cluster_messages_to_stderr()
+    _reachable(address)
     try:
         ray.init(address=address or "auto", logging_level="ERROR", log_to_driver=False,
                  configure_logging=False)
@@ -84,6 +86,18 @@ def connect(address: str | None) -> bool:
                            f"({str(exc).splitlines()[0][:200]}); start it with `ray start "
                            "--head` or name it with --ray-address.") from exc
     return True
+
+
+def _reachable(address: str | None) -> None:
+    """A head that does not answer is said so in seconds (ray.init would retry for minutes)."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise SandboxError(f"The Ray cluster's head at {address} does not answer ({exc}); "
+                           "start it with `ray start --head` or correct --ray-address.") from exc
 
 
 def _cluster_messages_to_stderr() -> None:
@@ -183,7 +197,6 @@ class RayExecutor:
         # The driver's baseline runs settle the quarantine every node copies.
         self.pool.settle()
         quarantine = frozenset(self.pool.first.quarantined)
-        tree = self._tree(baseline)
         tried: set[str] = set()
         failures: list[str] = []
         while len(tried) < 2:
@@ -193,7 +206,7 @@ class RayExecutor:
             tried.add(node.node_id)
             self.observer.event("phase", f"judging on {node.where}", n=n)
             try:
-                done = self._call(node, n, tree, quarantine, diff)
+                done = self._call(node, n, baseline, quarantine, diff)
             except _NodeFault as fault:
                 failures.append(f"{node.where} failed under it ({fault})")
                 self._drop(node)
@@ -203,10 +216,11 @@ class RayExecutor:
         what = "; then ".join(failures) or "no node of the Ray cluster was left to judge it"
         raise InfrastructureFailure(f"The cluster failed the candidate: {what}.")
 
-    def _call(self, node: _Node, n: int, tree: Tree, quarantine: frozenset[str],
+    def _call(self, node: _Node, n: int, baseline: Baseline, quarantine: frozenset[str],
               diff: str) -> NodeVerdict:
         ray = ray_module()
         t0 = time.perf_counter()
+        tree = self._tree(baseline)  # put in the object store once per baseline
         ref = node.handle.judge.remote(n, tree, quarantine, diff)
         with self._lock:
             self._outstanding.add(ref)
@@ -343,9 +357,10 @@ class RayExecutor:
 
     def _report_overhead(self) -> None:
         if self.overheads:
+            ms = statistics.median(self.overheads) * 1000
             self.observer.event("note", f"Ray: {len(self.overheads)} candidate(s) judged on the "
-                                f"cluster, {statistics.median(self.overheads):.2f}s median "
-                                "overhead each (driver to verdict, beyond judging).")
+                                f"cluster, {ms:.0f} ms median overhead each (driver to verdict, "
+                                "beyond judging).")
 
 
 def _ray_ready() -> bool:
