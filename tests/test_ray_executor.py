@@ -1,7 +1,7 @@
 """`selfcode improve --executor ray` against a real two-node Ray cluster on loopback.
 
-The cluster is scripts/ray-test-cluster.sh's (a network namespace with only `lo`; both nodes use
-this machine's Docker engine); the driver, `selfcode improve`, runs inside the namespace as a
+The cluster is tests/ray_cluster.py's session fixture (scripts/ray-test-cluster.sh: a network
+namespace with only `lo`; both nodes use this machine's Docker engine); the driver, `selfcode improve`, runs inside the namespace as a
 subprocess, replaying the demo's model replies. Docker-heavy: three runs on the cluster and one
 on this machine, so each test checks several things of one run.
 """
@@ -19,8 +19,9 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -31,75 +32,23 @@ from selfcode.sandbox.deps import dependencies_from_files
 
 from run_helpers import git, write_replay
 
-pytest_plugins = ["docker_util"]
+if TYPE_CHECKING:
+    from ray_cluster import RayCluster
+
+pytest_plugins = ["docker_util", "ray_cluster"]
 
 REPLIES = [json.loads(line)["reply"] for line in
            (Path(__file__).parents[1] / "examples" / "demo-replies.jsonl").read_text().splitlines()]
 SECRET = "sk-r2-driver-only-0f3c9a"
-SCRIPT = os.environ.get("SELFCODE_RAY_CLUSTER_SCRIPT") or str(
-    Path(__file__).parents[1] / "scripts" / "ray-test-cluster.sh")
-NAME = "sc-ray-exec"
 SELFCODE = shutil.which("selfcode") or str(Path(sys.executable).with_name("selfcode"))
 FAST_GATE = "\n[tool.selfcode.gate]\nflaky_runs = 1\n"
-
-
-class RayCluster:
-    """The two-node cluster of scripts/ray-test-cluster.sh, and a driver inside it."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.address = self._script("start").strip().splitlines()[-1]
-
-    def _script(self, command: str) -> str:
-        done = subprocess.run(["bash", SCRIPT, command, self.name], capture_output=True,
-                              text=True, timeout=180)
-        if done.returncode and command != "status":
-            pytest.fail(f"ray-test-cluster.sh {command}: {done.stderr}")
-        return done.stdout
-
-    def popen(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-        """`argv` inside the cluster's namespace (ip netns exec: the same pid)."""
-        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def node_ids(self) -> dict[str, str]:
-        """role (head|worker) -> node id of the alive nodes."""
-        lines = [line.split() for line in self._script("status").splitlines()]
-        return {role: node for node, state, role in (p for p in lines if len(p) == 3)
-                if state == "alive"}
-
-    def pids(self) -> list[int]:
-        out = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True,
-                             text=True, check=True)
-        return [int(pid) for pid in out.stdout.split()]
-
-    def kill_worker(self) -> None:
-        self._script("kill-worker")
-
-    def restart_worker(self) -> None:
-        self._script("restart-worker")
-
-    def stop(self) -> None:
-        self._script("stop")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(docker_client: object) -> Iterator[RayCluster]:
-    pytest.importorskip("ray")
-    if os.geteuid() != 0:
-        pytest.skip("the test cluster's network namespace needs root")
-    cluster = RayCluster(NAME)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def environ(tmp_path: Path, base_image: str) -> dict[str, str]:
     """The driver's environment: the user's (with a secret in it), no global git config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SELFCODE_", "GIT_"))}
-    return {**env, "OPENAI_API_KEY": SECRET, "SELFCODE_BASE_IMAGE": base_image,
+    return {**env, "RAY_USAGE_STATS_ENABLED": "0", "OPENAI_API_KEY": SECRET, "SELFCODE_BASE_IMAGE": base_image,
             "GIT_CONFIG_GLOBAL": str(tmp_path / "no-global-gitconfig")}
 
 
@@ -110,6 +59,12 @@ def demo(root: Path, fast: bool = False) -> Path:
             fh.write(FAST_GATE)
         git(repo, "commit", "-qam", "one baseline run")
     return repo
+
+
+def start_driver(cluster: RayCluster, argv: list[str], env: dict[str, str]
+                 ) -> subprocess.Popen[str]:
+    return cluster.popen([*argv, "--executor", "ray", "--ray-address", cluster.address],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def improve_argv(repo: Path, replay: Path, iterations: int, *extra: str) -> list[str]:
@@ -212,8 +167,7 @@ def test_what_a_node_is_given_holds_no_secret_and_no_model_setting(monkeypatch):
 def test_the_cluster_judges_the_demo_as_this_machine_does(ray_cluster, environ, tmp_path):
     local_repo, ray_repo = demo(tmp_path / "local"), demo(tmp_path / "ray")
     replay = write_replay(tmp_path / "replies.jsonl", *REPLIES)
-    proc = ray_cluster.popen([*improve_argv(ray_repo, replay, 3), "--executor", "ray",
-                              "--ray-address", ray_cluster.address], env=environ)
+    proc = start_driver(ray_cluster, improve_argv(ray_repo, replay, 3), environ)
     # While a node judges, no process of the cluster but the driver has the driver's secret.
     wait_for("a candidate on a node", lambda: bool(judged_on(ray_repo)), proc)
     assert secret_holders(ray_cluster, proc.pid) == []
@@ -241,8 +195,7 @@ def test_a_node_killed_under_a_candidate_sends_it_to_the_other(ray_cluster, envi
     repo = demo(tmp_path / "demo", fast=True)
     replay = write_replay(tmp_path / "replies.jsonl", REPLIES[3])  # the sieve: accepted
     nodes = ray_cluster.node_ids()
-    proc = ray_cluster.popen([*improve_argv(repo, replay, 1), "--executor", "ray",
-                              "--ray-address", ray_cluster.address], env=environ)
+    proc = start_driver(ray_cluster, improve_argv(repo, replay, 1), environ)
     try:
         wait_for("the candidate on a node", lambda: bool(judged_on(repo)), proc)
         first = judged_on(repo)[0]
@@ -267,8 +220,7 @@ def test_a_node_killed_under_a_candidate_sends_it_to_the_other(ray_cluster, envi
 def test_ctrl_c_on_the_driver_leaves_no_container_on_any_node(ray_cluster, environ, tmp_path):
     repo = demo(tmp_path / "demo", fast=True)
     replay = write_replay(tmp_path / "replies.jsonl", REPLIES[3])
-    proc = ray_cluster.popen([*improve_argv(repo, replay, 1), "--executor", "ray",
-                              "--ray-address", ray_cluster.address], env=environ)
+    proc = start_driver(ray_cluster, improve_argv(repo, replay, 1), environ)
     try:
         wait_for("the candidate on a node", lambda: bool(judged_on(repo)), proc)
         run_id = run_id_of(repo)
