@@ -151,7 +151,7 @@ def node_image(spec: NodeSpec, state_dir: Path, client: docker.DockerClient) -> 
     base = base_image_of(config, client)
     base_id = ensure_base_image(client, base, lambda _msg: None)
     info = python_info(client, base, base_id, state_dir / "wheelhouse")
-    if not _image_present(client, image_tag(spec.deps, base, base_id)):
+    if not image_present(client, image_tag(spec.deps, base, base_id)):
         target = wheelhouse_dir(spec.deps, info, state_dir / "wheelhouse")
         if spec.wheelhouse and not (target / ".complete").is_file():
             import ray
@@ -161,7 +161,7 @@ def node_image(spec: NodeSpec, state_dir: Path, client: docker.DockerClient) -> 
     return build_image(spec.deps, state_dir, base, client=client).tag
 
 
-def _image_present(client: docker.DockerClient, tag: str) -> bool:
+def image_present(client: docker.DockerClient, tag: str) -> bool:
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
