@@ -28,7 +28,13 @@ def node_checks(address: str | None, sandbox: SandboxConfig | None = None,
     """Each live node: (where, ready, one sentence). Without `sandbox` only the engine is
     asked; without `deps` the base image stands for the run's image. Raises `SandboxError`
     when the cluster cannot be reached."""
-    from selfcode.executors.ray import NODE_RESOURCE, affinity, alive_nodes, connect, ray_module
+    from selfcode.executors.cluster import (
+        NODE_RESOURCE,
+        affinity,
+        alive_nodes,
+        connect,
+        ray_module,
+    )
 
     connected = connect(address)
     ray = ray_module()

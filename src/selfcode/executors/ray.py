@@ -22,7 +22,6 @@ Ray is optional (`pip install 'selfcode[ray]'`) and imported only here, when use
 from __future__ import annotations
 
 import contextlib
-import socket
 import statistics
 import threading
 import time
@@ -32,6 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from selfcode.errors import ConfigError, InfrastructureFailure, SandboxError, SelfcodeError
 from selfcode.executors.base import Judged
+from selfcode.executors.cluster import (
+    NODE_RESOURCE,
+    affinity,
+    alive_nodes,
+    connect,
+    ray_module,
+    ray_ready,
+)
 from selfcode.executors.node import (
     NodeJudge,
     NodeSpec,
@@ -51,7 +58,11 @@ if TYPE_CHECKING:
     from selfcode.run.context import Run
     from selfcode.sandbox.deps import DependencySet
 
-NODE_RESOURCE = "selfcode_timing"
+__all__ = [  # the cluster's helpers too, which doctor/cluster.py imports from here
+    "NODE_RESOURCE", "RayExecutor", "RaySetup", "alive_nodes", "connect", "node_spec",
+    "ray_executor", "ray_module", "ship_wheelhouse",
+]
+
 _READY_SECONDS = 60.0  # an actor not up by then: its node's slot is another run's, or it is sick
 _CLOSE_SECONDS = 30.0
 _REDISCOVER_SECONDS = 10.0
@@ -59,71 +70,6 @@ _REDISCOVER_SECONDS = 10.0
 
 class _NodeFault(Exception):
     """The node failed under the candidate (not the candidate's fault)."""
-
-
-def ray_module() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError("--executor ray needs Ray on this machine and every node; install "
-                          "it with pip install 'selfcode[ray]'.") from exc
-    return ray
-
-
-def connect(address: str | None) -> bool:
-    """Join the cluster at `address` ("auto": the one started on this machine) as a driver,
-    with no runtime environment (nothing of ours travels). True if this call connected."""
-    ray = ray_module()
-    if ray.is_initialized():
-        return False
-    _cluster_messages_to_stderr()
-    _reachable(address)
-    try:
-        ray.init(address=address or "auto", logging_level="ERROR", log_to_driver=False,
-                 configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise SandboxError(f"Could not reach the Ray cluster at {address or 'auto'} "
-                           f"({str(exc).splitlines()[0][:200]}); start it with `ray start "
-                           "--head` or name it with --ray-address.") from exc
-    return True
-
-
-def _reachable(address: str | None) -> None:
-    """A head that does not answer is said so in seconds (ray.init would retry for minutes)."""
-    if not address or address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-    except (OSError, ValueError) as exc:
-        raise SandboxError(f"The Ray cluster's head at {address} does not answer ({exc}); "
-                           "start it with `ray start --head` or correct --ray-address.") from exc
-
-
-def _cluster_messages_to_stderr() -> None:
-    """Ray's driver prints the cluster's messages (a node marked dead...) on stdout, which
-    carries selfcode's data (`--json`): they go to stderr, with the progress."""
-    import ray._private.worker as driver
-
-    shown = getattr(driver, "print_to_stdstream", None)
-    if shown is None or getattr(shown, "selfcode", False):
-        return
-
-    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
-        shown({**data, "is_err": True}, ignore_prefix)
-
-    to_stderr.selfcode = True  # type: ignore[attr-defined]
-    driver.print_to_stdstream = to_stderr
-
-
-def affinity(node_id: str) -> Any:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    return NodeAffinitySchedulingStrategy(node_id, soft=False)
-
-
-def alive_nodes() -> list[dict[str, Any]]:
-    return [n for n in ray_module().nodes() if n.get("Alive")]
 
 
 @dataclass
@@ -324,7 +270,7 @@ class RayExecutor:
             self._closed = True
             nodes, self._nodes = list(self._nodes), []
             outstanding = list(self._outstanding)
-        if not _ray_ready():
+        if not ray_ready():
             return
         ray = ray_module()
         try:
@@ -361,14 +307,6 @@ class RayExecutor:
             self.observer.event("note", f"Ray: {len(self.overheads)} candidate(s) judged on the "
                                 f"cluster, {ms:.0f} ms median overhead each (driver to verdict, "
                                 "beyond judging).")
-
-
-def _ray_ready() -> bool:
-    try:
-        import ray
-    except ImportError:
-        return False
-    return bool(ray.is_initialized())
 
 
 def _first_line(exc: BaseException) -> str:
