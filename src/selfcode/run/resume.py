@@ -139,7 +139,8 @@ def _settle_in_flight(store: GitStore, history: History, archive: Archive, row: 
     accepted = verdict is not None and verdict.accepted
     if accepted and row.commit_sha and _kept(store, run_id, n, row.candidate_commit):
         history.update_candidate(run_id, n, status="accepted")
-        return "accepted", f"candidate {n} had been committed beside the branch; recorded it as accepted"
+        return "accepted", (f"candidate {n} had been committed beside the branch; recorded it "
+                            "as accepted")
     ready = (finish_commits and worktree is not None and accepted and row.diff
              and row.parent_commit == worktree.head())
     if ready and worktree is not None and verdict is not None and row.diff:
