@@ -308,7 +308,7 @@ def _agent(opened: Opened, llm: LLM, sandbox: Sandbox, deps: DependencySet | Non
                         profiler=profiler(judge, pool, lineage, head))
     executor: Executor = LocalExecutor(pool, recheck, observer)
     if settings.executor.kind == "ray":  # judged on the nodes of a Ray cluster instead
-        executor = ray_executor(run, deps, pool, lineage.baseline_of(head), jobs)
+        executor = ray_executor(run, deps, pool, lineage.baseline(0), jobs)  # base calibrates
     pipeline = Pipeline(run, proposer, pool, executor, lineage, Seen(),
                         between_turns=lambda: check_budget(run))
     first = next((node.n for node in lineage.nodes() if node.sha == head), 0)
