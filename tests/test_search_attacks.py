@@ -178,3 +178,32 @@ def test_a_node_judged_against_with_its_accepted_run_cannot_weaken_its_tests(jud
     assert not child.accepted
     assert "tests/test_primes.py::test_count_primes" in (child.tests.newly_failing
                                                          if child.tests else []), child.reasons
+
+
+# A sleeper that stays inside the drift check's tolerance for instruction counts (half of the
+# 3 % smallest gain): about 1.3 % of the node's count (each iteration ~570 instructions of the
+# ~43 M a run of the benchmark counts), more than the 1 % an instruction count needs.
+SLEEPER_WITHIN = SLEEPER.replace("range(1_000_000)", "range(1_000)")
+
+
+@pytest.mark.docker
+def test_a_node_slow_as_the_baseline_within_the_tolerance_lends_its_children_nothing(judge):
+    """The drift check tolerates a node measuring a little slower as the baseline (noise must
+    not retire an honest node); what it tolerates must not be its child's gain. X burns 1.3 %
+    more instructions only as the baseline: not a drift, but its empty child would count as
+    0.987x, faster. Judged against X as it measured when accepted, the child is no faster."""
+    from selfcode.search.lineage import node_figures
+
+    judge, repo = judge
+    node = SIEVE + SLEEPER_WITHIN
+    verdict = judge.judge(unified_diff(repo, {LIB: node}))
+    assert verdict.accepted, verdict.reasons
+    figures = node_figures(verdict)
+    judge.adopt_baseline(_commit(repo, LIB, node), judge.last_tests, figures)
+    child = judge.judge(unified_diff(repo, {LIB: node + EMPTY_CHILD}))
+    counts = [(b.name, b.baseline, figures.get(b.name), b.ratio) for b in child.benchmarks]
+    drift = child.benchmarks[0].baseline[0] / figures[child.benchmarks[0].name][0]
+    assert 1.0101 < drift < 1.015, f"the sleeper is not within the tolerance here: {counts}"
+    assert not child.baseline_drift, child.reasons
+    assert not child.accepted, f"an empty child was accepted as faster: {counts}"
+    assert child.reasons[0].startswith("its gain is its parent's slowdown as the baseline")

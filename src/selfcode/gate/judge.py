@@ -29,7 +29,7 @@ from selfcode.gate.equivalence import Plan
 from selfcode.gate.equivalence import reasons as equivalence_reasons
 from selfcode.gate.measure import Calibration, calibrate, measure
 from selfcode.gate.metric import judge_metric
-from selfcode.gate.nodes import baseline_drift, drift_reason
+from selfcode.gate.nodes import baseline_drift, drift_reason, lent_gain
 from selfcode.gate.police import Police, judge_goal, make_verdict
 from selfcode.gate.testrules import (
     baseline_refusal,
@@ -412,6 +412,9 @@ class Judge:
                                     self.config.min_improvement)
         if self.drift:
             reasons = [drift_reason(self.drift), *reasons]
+        elif result.improved:  # a drift within the tolerance is never the child's gain
+            reasons = lent_gain(result.verdicts, self._accepted_figures or {},
+                                self.config.alpha) + reasons
         return result.verdicts, reasons
 
     def sentinel(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
+from selfcode.gate.stats import compare, instruction_decision
 from selfcode.gate.verdict import BenchVerdict
 
 # How much slower a node may measure as the baseline than when it was accepted, as a share of
@@ -42,3 +43,37 @@ def drift_reason(drifted: Sequence[str]) -> str:
     return ("its parent measures slower as the baseline than when it was accepted ("
             + "; ".join(drifted) + "): a node may not change how it behaves by where it runs, "
             "so nothing built on it is judged faster, and it is no longer a parent")
+
+
+
+def lent_gain(verdicts: Sequence[BenchVerdict], accepted: Mapping[str, Sequence[float]],
+              alpha: float) -> list[str]:
+    """Why a gain would not stand against the node as it measured when accepted (one reason),
+    or nothing.
+
+    `baseline_drift` tolerates a node measuring a little slower as the baseline (noise must
+    not retire an honest node), but what it tolerates must not count as its child's gain: a
+    node slower only as the baseline by just under the tolerance would lend that to every
+    child (half of 3 % is more than the 1 % an instruction count needs). So each benchmark's
+    baseline side is taken at the faster of now and then, and the gain judged again."""
+    def then_over_now(bench: BenchVerdict) -> float:
+        then = accepted.get(bench.name)
+        if not then or not bench.baseline:
+            return 1.0
+        return min(1.0, statistics.median(then) / statistics.median(bench.baseline))
+
+    counted = [b for b in verdicts if b.metric == "instructions" and b.ratio is not None]
+    timed = [b for b in verdicts if b.metric == "cpu_time" and b.verdict == "faster"]
+    against_then = {b.name: b.ratio / then_over_now(b) for b in counted if b.ratio is not None}
+    gained = bool(counted) and instruction_decision(
+        {b.name: b.ratio for b in counted if b.ratio is not None}).improved
+    still = bool(counted) and instruction_decision(against_then).improved
+    timed_still = [b.name for b in timed if compare(
+        [x * then_over_now(b) for x in b.baseline], b.candidate, alpha,
+        b.delta or 0.0).verdict == "faster"]
+    if not (gained or timed) or still or timed_still:
+        return []
+    shown = [f"{name} {ratio:.3g}x" for name, ratio in against_then.items()]
+    shown += [f"{b.name} not {1 - (b.delta or 0.0):.3g}x in CPU time" for b in timed]
+    return ["its gain is its parent's slowdown as the baseline: against the parent as it "
+            "measured when accepted it is no faster (" + "; ".join(shown) + ")"]
