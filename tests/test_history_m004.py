@@ -17,8 +17,8 @@ RUN = ("r1", "2026-01-01", "/r", "a" * 40, "selfcode/r1", "faster", "m", "local"
 
 def _history_before_m004(path: Path) -> None:
     db = sqlite3.connect(path, isolation_level=None)
-    before = [(name, step) for name, step in migrations.MIGRATIONS
-              if name != "m004_infrastructure_status"]
+    names = [name for name, _ in migrations.MIGRATIONS]
+    before = migrations.MIGRATIONS[:names.index("m004_infrastructure_status")]
     migrate(db, before)
     db.execute("INSERT INTO runs (id, started_at, repo, base_commit, branch, goal, model,"
                " sandbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", RUN)
