@@ -258,3 +258,57 @@ def test_a_shipped_wheelhouse_lands_where_the_build_looks_and_nothing_else(tmp_p
     other = tmp_path / "node" / "other"
     _unpack_wheelhouse(evil.getvalue(), other)
     assert list(other.iterdir()) == [] and not (tmp_path / "escaped.whl").exists()
+
+
+# A node that burns CPU only where it is judged against (tree "a"), and a child that adds
+# nothing: tests/test_search_attacks.py's sleeper, here as two scripted model replies.
+SLEEPY = REPLIES[3] + '''
+src/primes/__init__.py
+```python
+<<<<<<< SEARCH
+def count_primes(limit: int) -> int:
+    return len(primes_up_to(limit))
+=======
+def count_primes(limit: int) -> int:
+    return len(primes_up_to(limit))
+
+
+import os as _os
+
+if _os.getcwd().rstrip("/").endswith("/trees/a"):  # judged against: be slow
+    _ = sum(i * i for i in range(1_000_000))
+>>>>>>> REPLACE
+```
+'''
+EMPTY_CHILD = '''Name a constant.
+
+src/primes/__init__.py
+```python
+<<<<<<< SEARCH
+    _ = sum(i * i for i in range(1_000_000))
+=======
+    _ = sum(i * i for i in range(1_000_000))
+
+_UNUSED = 1
+>>>>>>> REPLACE
+```
+'''
+
+
+def test_a_node_judged_on_the_cluster_must_measure_as_accepted(ray_cluster, environ, tmp_path):
+    """The drift check holds on the cluster too: the node's figures travel with its tree, so
+    the empty child of a node slow only as the baseline is rejected for it and the node
+    retired, as on this machine (the figures once stayed on the driver: the child was
+    accepted)."""
+    repo = demo(tmp_path / "demo", fast=True)
+    replay = write_replay(tmp_path / "replies.jsonl", SLEEPY, EMPTY_CHILD)
+    proc = start_driver(ray_cluster, improve_argv(repo, replay, 2), environ)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    judged = verdicts(repo, summary["run_id"])
+    assert [v[1] for v in judged] == ["accepted", "rejected"], judged
+    assert judged[1][2].startswith("its parent measures slower as the baseline"), judged
+    assert judged[1][3].startswith("docker@127.0.0.1:")
+    assert any(k == "node-retired" for k, _, _ in events(repo))
+    assert containers_of(summary["run_id"]) == []

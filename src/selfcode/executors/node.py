@@ -88,6 +88,8 @@ class Tree:
     key: str
     ref: list[Any]  # [ObjectRef of the tar]: fetched once per key and node
     tests: TestsRun | None
+    figures: dict[str, list[float]] | None = None
+    """A node's figures when it was accepted: it must measure so as the baseline there too."""
 
 
 @dataclass
@@ -227,7 +229,7 @@ class NodeJudge:
     def judge(self, n: int, tree: Tree, quarantine: frozenset[str], diff: str) -> NodeVerdict:
         t0 = time.perf_counter()
         pool = self._ready()
-        baseline = Baseline(tree.key, self._tar(tree), tree.tests)
+        baseline = Baseline(tree.key, self._tar(tree), tree.tests, tree.figures)
         with pool.lend(baseline) as judge:
             judge.quarantined |= quarantine
             verdict = judge.judge(diff)
@@ -314,7 +316,10 @@ class NodeJudge:
         try:
             fresh = judge.fork(box, time.perf_counter() - t0)
             fresh.quarantined |= quarantine
-            fresh.set_baseline(baseline.tar)
+            if baseline.tests is None:  # the run's baseline, before its tests were known
+                fresh.set_baseline(baseline.tar)
+            else:  # a node's code is never tested again as a baseline (as on the driver)
+                fresh.adopt_baseline(baseline.tar, baseline.tests, baseline.figures)
             return fresh.judge(diff), fresh.last_tests
         finally:
             with self._lock:

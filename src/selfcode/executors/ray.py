@@ -195,7 +195,8 @@ class RayExecutor:
             ref = ray_module().put(baseline.tar)
             with self._lock:
                 ref = self._refs.trees.setdefault(baseline.key, ref)
-        return Tree(baseline.key, [ref], baseline.tests)
+        figures = {name: list(values) for name, values in (baseline.figures or {}).items()}
+        return Tree(baseline.key, [ref], baseline.tests, figures or None)
 
     def _choose(self, tried: set[str]) -> _Node | None:
         """The least busy live node not tried yet (the head last: it carries the driver)."""
