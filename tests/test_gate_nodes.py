@@ -35,8 +35,8 @@ def counted(baseline: float, candidate: float) -> BenchVerdict:
 def test_what_the_drift_tolerance_lets_pass_is_never_the_childs_gain(now, child, lends):
     verdict = counted(now, child)
     gained = instruction_decision({"b": verdict.ratio or 1.0}).improved
-    assert not baseline_drift([verdict], {"b": [ACCEPTED]}, 0.03), "within the tolerance"
-    reasons = lent_gain([verdict], {"b": [ACCEPTED]}, 0.01)
+    assert not baseline_drift([verdict], {"b/instructions": [ACCEPTED]}, 0.03), "within the tolerance"
+    reasons = lent_gain([verdict], {"b/instructions": [ACCEPTED]}, 0.01)
     assert bool(reasons) == (lends and gained), reasons
     if reasons:
         assert reasons[0].startswith("its gain is its parent's slowdown as the baseline")
@@ -44,7 +44,7 @@ def test_what_the_drift_tolerance_lets_pass_is_never_the_childs_gain(now, child,
 
 def test_a_node_without_figures_and_a_child_without_gain_get_no_reason():
     assert lent_gain([counted(1.014 * ACCEPTED, ACCEPTED)], {}, 0.01) == []
-    assert lent_gain([counted(ACCEPTED, ACCEPTED)], {"b": [ACCEPTED]}, 0.01) == []
+    assert lent_gain([counted(ACCEPTED, ACCEPTED)], {"b/instructions": [ACCEPTED]}, 0.01) == []
 
 
 def timed(baseline: list[float], candidate: list[float]) -> BenchVerdict:
@@ -58,8 +58,25 @@ def test_a_cpu_time_gain_is_judged_again_against_the_node_as_accepted():
     now = [1.0 + 0.001 * (i % 5) for i in range(20)]
     child = [x * 0.96 for x in now]
     then = [x / 1.025 for x in now]
-    assert not baseline_drift([timed(now, child)], {"t": then}, 0.03)
-    assert lent_gain([timed(now, child)], {"t": then}, 0.01)
-    assert lent_gain([timed(now, child)], {"t": now}, 0.01) == []
+    assert not baseline_drift([timed(now, child)], {"t/cpu_time": then}, 0.03)
+    assert lent_gain([timed(now, child)], {"t/cpu_time": then}, 0.01)
+    assert lent_gain([timed(now, child)], {"t/cpu_time": now}, 0.01) == []
     real = [x * 0.94 for x in now]  # 6 % against now, 3.6 % against then
-    assert lent_gain([timed(now, real)], {"t": then}, 0.01) == []
+    assert lent_gain([timed(now, real)], {"t/cpu_time": then}, 0.01) == []
+
+
+def test_figures_of_another_measure_are_not_compared() -> None:
+    """A resumed run may judge a benchmark by CPU time that the node was accepted on by
+    instruction counts (or the reverse): seconds are never compared with counts."""
+    from selfcode.gate.verdict import Verdict
+    from selfcode.search.lineage import node_figures
+
+    accepted = Verdict(accepted=True, status="accepted", goal="speed",
+                       benchmarks=[counted(2 * ACCEPTED, ACCEPTED)])
+    figures = node_figures(accepted)
+    assert figures == {"b/instructions": [ACCEPTED]}
+    slow_now = counted(3 * ACCEPTED, 3 * ACCEPTED)
+    assert baseline_drift([slow_now], figures, 0.03)  # the same measure: compared
+    seconds = BenchVerdict(name="b", metric="cpu_time", baseline=[0.5], candidate=[0.4],
+                           ratio=0.8, verdict="faster")
+    assert baseline_drift([seconds], figures, 0.03) == []

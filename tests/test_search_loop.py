@@ -281,7 +281,7 @@ def test_a_resumed_run_adopts_each_nodes_kept_run(tmp_path: Path) -> None:
         lineage = Lineage(tmp_path / "nodes", "greedy", seed=0)
         restore_nodes(Run(history), lineage, FirstJudge(), node_sha)  # type: ignore[arg-type]
     node = lineage.baseline(1)
-    assert node.tests == kept and node.figures == {"work": [100.0]}
+    assert node.tests == kept and node.figures == {"work/instructions": [100.0]}
     assert lineage.baseline(0).tests == FirstJudge.baseline_tests
     assert lineage.best().n == 1 and lineage.node(1).score == 2.0
 

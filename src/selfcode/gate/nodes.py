@@ -22,13 +22,19 @@ from selfcode.gate.verdict import BenchVerdict
 DRIFT_SHARE = {"instructions": 0.5, "cpu_time": 1.0}
 
 
+def figure_key(name: str, metric: str) -> str:
+    """A node's figures are kept per benchmark and measure: a benchmark judged by another
+    measure now (a resumed run calibrated again) is not compared with counts of the other."""
+    return f"{name}/{metric}"
+
+
 def baseline_drift(verdicts: Sequence[BenchVerdict], accepted: Mapping[str, Sequence[float]],
                    min_improvement: float) -> list[str]:
     """The benchmarks whose baseline side measured slower than the node's `accepted` figures
     (benchmark -> its candidate-side samples when it was accepted), one phrase each."""
     drifted = []
     for bench in verdicts:
-        then = accepted.get(bench.name)
+        then = accepted.get(figure_key(bench.name, bench.metric))
         if not then or not bench.baseline:
             continue
         allowed = (bench.delta or min_improvement) * DRIFT_SHARE.get(bench.metric, 1.0)
@@ -57,7 +63,7 @@ def lent_gain(verdicts: Sequence[BenchVerdict], accepted: Mapping[str, Sequence[
     child (half of 3 % is more than the 1 % an instruction count needs). So each benchmark's
     baseline side is taken at the faster of now and then, and the gain judged again."""
     def then_over_now(bench: BenchVerdict) -> float:
-        then = accepted.get(bench.name)
+        then = accepted.get(figure_key(bench.name, bench.metric))
         if not then or not bench.baseline:
             return 1.0
         return min(1.0, statistics.median(then) / statistics.median(bench.baseline))

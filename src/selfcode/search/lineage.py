@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from selfcode.gate.nodes import figure_key
 from selfcode.gate.verdict import Verdict
 from selfcode.run.propose import Parent
 from selfcode.sandbox.results import TestsRun
@@ -132,7 +133,8 @@ class Lineage:
 def node_figures(verdict: Verdict) -> dict[str, list[float]]:
     """What an accepted candidate measured, per benchmark: as a node, its baseline side must
     measure so too (gate/nodes.py)."""
-    return {bench.name: list(bench.candidate) for bench in verdict.benchmarks if bench.candidate}
+    return {figure_key(bench.name, bench.metric): list(bench.candidate)
+            for bench in verdict.benchmarks if bench.candidate}
 
 
 def _best(nodes: list[Node]) -> Node:
