@@ -192,6 +192,7 @@ def test_a_node_slow_as_the_baseline_within_the_tolerance_lends_its_children_not
     not retire an honest node); what it tolerates must not be its child's gain. X burns 1.3 %
     more instructions only as the baseline: not a drift, but its empty child would count as
     0.987x, faster. Judged against X as it measured when accepted, the child is no faster."""
+    from selfcode.gate.nodes import figure_key
     from selfcode.search.lineage import node_figures
 
     judge, repo = judge
@@ -201,8 +202,11 @@ def test_a_node_slow_as_the_baseline_within_the_tolerance_lends_its_children_not
     figures = node_figures(verdict)
     judge.adopt_baseline(_commit(repo, LIB, node), judge.last_tests, figures)
     child = judge.judge(unified_diff(repo, {LIB: node + EMPTY_CHILD}))
-    counts = [(b.name, b.baseline, figures.get(b.name), b.ratio) for b in child.benchmarks]
-    drift = child.benchmarks[0].baseline[0] / figures[child.benchmarks[0].name][0]
+    first = child.benchmarks[0]
+    key = figure_key(first.name, first.metric)
+    counts = [(b.name, b.baseline, figures.get(figure_key(b.name, b.metric)), b.ratio)
+              for b in child.benchmarks]
+    drift = first.baseline[0] / figures[key][0]
     assert 1.0101 < drift < 1.015, f"the sleeper is not within the tolerance here: {counts}"
     assert not child.baseline_drift, child.reasons
     assert not child.accepted, f"an empty child was accepted as faster: {counts}"
