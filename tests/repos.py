@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import subprocess
 import tarfile
 from pathlib import Path
@@ -27,6 +28,19 @@ def make_repo(root: Path, files: dict[str, str]) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "initial")
     return root
+
+
+def events(repo: Path) -> list[tuple[str, int | None, str]]:
+    """The history's events of `repo` as (kind, candidate, message), read-only (a run may be
+    writing them: an unreadable moment reads as none yet)."""
+    db = repo / ".git" / "selfcode" / "history.db"
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return list(con.execute("SELECT kind, candidate_n, message FROM events ORDER BY id"))
+    except sqlite3.Error:
+        return []
 
 
 def tar_of(files: dict[str, str]) -> bytes:

@@ -29,6 +29,7 @@ import pytest
 from selfcode.run.workflows import prepare_demo_repo
 
 from openai_server import Fault, OpenAIServer
+from repos import events
 from run_helpers import NO_EDIT, git, snapshot, write_replay
 
 # The installed console script: beside the interpreter in a venv, on PATH where the package was
@@ -87,17 +88,6 @@ def hold_git(bin_dir: Path, command: str) -> Path:
     wrapper.write_text(WRAPPER.format(command=command, mark=mark, git=shutil.which("git")))
     wrapper.chmod(0o755)
     return mark
-
-
-def events(repo: Path) -> list[tuple[str, int | None, str]]:
-    db = repo / ".git" / "selfcode" / "history.db"
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return list(con.execute("SELECT kind, candidate_n, message FROM events ORDER BY id"))
-    except sqlite3.Error:
-        return []
 
 
 def in_phase(repo: Path, n: int, text: str) -> bool:

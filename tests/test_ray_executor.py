@@ -30,6 +30,7 @@ from selfcode.executors.ray import RaySetup, node_spec
 from selfcode.run.workflows import prepare_demo_repo
 from selfcode.sandbox.deps import dependencies_from_files
 
+from repos import events
 from run_helpers import git, write_replay
 
 if TYPE_CHECKING:
@@ -82,17 +83,6 @@ def verdicts(repo: Path, run_id: str) -> list[tuple[int, str, str, str]]:
         verdict = json.loads(raw) if raw else {}
         out.append((n, status, (verdict.get("reasons") or [""])[0], verdict.get("sandbox", "")))
     return out
-
-
-def events(repo: Path) -> list[tuple[str, int | None, str]]:
-    db = repo / ".git" / "selfcode" / "history.db"
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return list(con.execute("SELECT kind, candidate_n, message FROM events ORDER BY id"))
-    except sqlite3.Error:
-        return []
 
 
 def judged_on(repo: Path) -> list[str]:
