@@ -51,6 +51,7 @@ from selfcode.sandbox.image import (
     build_image,
     ensure_base_image,
     ensure_image,
+    image_exists,
     image_tag,
     python_info,
 )
@@ -164,14 +165,8 @@ def node_image(spec: NodeSpec, state_dir: Path, client: docker.DockerClient) -> 
 
 
 def image_present(client: docker.DockerClient, tag: str) -> bool:
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return False
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise SandboxError(f"The node's Docker engine failed ({exc}); check `docker info` "
-                           "on that node.") from exc
-    return True
+    """Whether this node's engine has image `tag` (sandbox/image.py's check, said of a node)."""
+    return image_exists(client, tag, doing="checking the sandbox image on a cluster node")
 
 
 def node_state_dir() -> Path:

@@ -240,7 +240,7 @@ def ensure_image(
     """The image a sandbox with `deps` runs: `config.image` as given, else built when missing."""
     client = client or docker_client()
     if config.image:
-        if not _image_exists(client, config.image):
+        if not image_exists(client, config.image):
             raise SandboxError(
                 f"The sandbox image {config.image} (SELFCODE_IMAGE) does not exist; build it "
                 "with `selfcode sandbox build` after unsetting SELFCODE_IMAGE, or name an "
@@ -255,7 +255,7 @@ def base_image_of(config: SandboxConfig, client: docker.DockerClient,
                   progress: Progress = no_progress) -> str:
     """The base image a build for `config` starts from."""
     base = config.base_image
-    if base == DEFAULT_BASE and not _image_exists(client, base) and _image_exists(
+    if base == DEFAULT_BASE and not image_exists(client, base) and image_exists(
             client, OFFLINE_BASE):
         # An air-gapped machine that ran sandbox/bootstrap-base.sh has no use for a pull.
         progress(f"{base} is not present; using the offline base image {OFFLINE_BASE}")
@@ -289,7 +289,7 @@ def build_image(
     if refusal:
         raise SandboxError(refusal)
     tag = tag or image_tag(deps, base_image, base_id, dockerfile)
-    if not force and _image_exists(client, tag):
+    if not force and image_exists(client, tag):
         progress(f"sandbox image {tag} is up to date")
         return BuildResult(tag, built=False, duration=time.monotonic() - start)
 
@@ -349,7 +349,7 @@ def _build(client: docker.DockerClient, recipe: _Recipe, progress: Progress) -> 
             ) from exc
         except requests.exceptions.RequestException as exc:
             raise engine_error("preparing the sandbox image", exc) from exc
-    if not _image_exists(client, tag):
+    if not image_exists(client, tag):
         raise SandboxError(
             f"The Docker engine finished building {tag} but the image is missing (last lines of "
             f"the build log: {' | '.join(log[-_BUILD_LOG_TAIL:])}); run `selfcode sandbox "
@@ -396,13 +396,15 @@ def _dockerfile() -> Path:
     return path
 
 
-def _image_exists(client: docker.DockerClient, tag: str) -> bool:
+def image_exists(client: docker.DockerClient, tag: str,
+                 doing: str = "preparing the sandbox image") -> bool:
+    """Whether the engine has image `tag`; a failing engine is one sentence (`doing`)."""
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
         return False
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise engine_error("preparing the sandbox image", exc) from exc
+        raise engine_error(doing, exc) from exc
     return True
 
 
