@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import math
 import os
 import random
 import statistics
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -51,6 +49,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+# bench_gate.py's fixture (the same work function) and helpers; this directory is on the path.
+from bench_gate import WORK, log, tar_of
 from scipy.stats import binomtest
 
 from selfcode.config import SandboxConfig
@@ -63,13 +63,6 @@ from selfcode.sandbox.local import LocalSandbox
 from selfcode.sandbox.slots import Hold, TimingSlot
 from selfcode.sandbox.trees import Trees
 
-WORK = '''def work(n, reps):
-    total = 0
-    for _ in range(reps):
-        for i in range(n):
-            total += i * i % 7
-    return total % 1000003
-'''
 BENCH = "from work import work\nprint(work(100000, 12))\n"
 TESTS = '''import sys
 from pathlib import Path
@@ -87,19 +80,6 @@ def test_work_is_stable(reps):
 FIXTURE = {"src/work.py": WORK, "benchmarks/bench_work.py": BENCH, "tests/test_work.py": TESTS}
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def tar_of(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 class TimingOnlySlot(TimingSlot):
