@@ -66,10 +66,6 @@ class Lineage:
                 self._entries[k].retired = True
             return sorted(retired)
 
-    def set_tests(self, n: int, tests: TestsRun) -> None:
-        with self._lock:
-            self._entries[n].tests = tests
-
     def choose(self) -> Node:
         """The next candidate's parent; counted as one more child of it."""
         with self._lock:

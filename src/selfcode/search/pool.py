@@ -57,8 +57,6 @@ class JudgePool:
         self._idle: list[tuple[Judge, str]] = [(first, first_key)]
         self._count = 1
         self._cond = threading.Condition()
-        self.loads = 0
-        """How many times a judge had to load another parent (for the report)."""
         self._ready = threading.Event()
         self._ready.set()
         self._failure: BaseException | None = None
@@ -91,10 +89,6 @@ class JudgePool:
         """The run's own judge (its baseline tested and calibrated before any candidate)."""
         return self._first
 
-    @property
-    def judges(self) -> int:
-        return self._count
-
     def settle(self) -> None:
         """Wait for the baseline's remaining runs (a run ends only once they are in: what
         they found is reported, and a baseline they refuse fails the run)."""
@@ -111,8 +105,6 @@ class JudgePool:
         judge, key = self._take(baseline.key)
         try:
             if key != baseline.key:
-                with self._cond:
-                    self.loads += 1
                 if baseline.tests is None:
                     judge.set_baseline(baseline.tar)
                 else:
