@@ -43,6 +43,19 @@ class Models(Protocol):
     def settle(self, model: str, accepted: bool) -> None: ...
 
 
+def budget_stop(run: Run) -> BudgetExhausted | None:
+    """The stop condition of the first cap the run's ledger has reached, if any."""
+    reason = run.ledger.exceeded()
+    return BudgetExhausted(reason) if reason else None
+
+
+def check_budget(run: Run) -> None:
+    """Between a candidate's turns: stop there once a cap is reached."""
+    stop = budget_stop(run)
+    if stop is not None:
+        raise stop
+
+
 def attempt(n: int, rationale: str | None, status: str, reasons: list[str]) -> Attempt:
     """How a finished candidate is shown to the model: its rationale's first line."""
     return Attempt.of(n, rationale, status, reasons)
@@ -63,11 +76,9 @@ class Agent:
     def run(self) -> str:
         """Iterate until a stop condition; returns the reason the run stopped."""
         iterations = self.ctx.settings.agent.iterations
-        stop: StopRun | None = None
-        try:
-            self._check_budget()
-        except StopRun as exc:
-            return str(exc)
+        stop: StopRun | None = budget_stop(self.ctx)
+        if stop is not None:
+            return str(stop)
         n = self.start
         while True:
             while stop is None and len(self._in_flight) < self.jobs and n <= iterations:
@@ -78,7 +89,7 @@ class Agent:
                 break
             stop = self._record(self._next()) or stop
             if stop is None:
-                stop = self._budget_stop()
+                stop = budget_stop(self.ctx)
         self.pipeline.pool.settle()
         if stop is None:
             self._combine(n)
@@ -97,18 +108,6 @@ class Agent:
             if stop is not None:
                 return
             n += 1
-
-    def _budget_stop(self) -> StopRun | None:
-        try:
-            self._check_budget()
-        except StopRun as exc:
-            return exc
-        return None
-
-    def _check_budget(self) -> None:
-        reason = self.ctx.ledger.exceeded()
-        if reason:
-            raise BudgetExhausted(reason)
 
     def _sentinel(self, n: int) -> None:
         """Every so often, judge the unchanged code against itself: noise must not pass."""

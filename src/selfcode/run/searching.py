@@ -13,7 +13,6 @@ from selfcode.gate.verdict import Verdict
 from selfcode.llm import LLM
 from selfcode.llm.pool import ModelPool
 from selfcode.run.context import Run
-from selfcode.run.loop import BudgetExhausted
 from selfcode.run.propose import Parent
 from selfcode.sandbox.results import ProfileRun, TestsRun
 from selfcode.sandbox.trees import Trees
@@ -33,12 +32,6 @@ class Chooser:
 
     def settle(self, model: str, accepted: bool) -> None:
         self.pool.settle(model, accepted)
-
-
-def check_budget(run: Run) -> None:
-    reason = run.ledger.exceeded()
-    if reason:
-        raise BudgetExhausted(reason)
 
 
 def restore_nodes(run: Run, lineage: Lineage, judge: Judge, head: str) -> None:

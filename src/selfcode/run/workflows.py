@@ -40,7 +40,7 @@ from selfcode.run.candidate import Pipeline
 from selfcode.run.context import Run
 from selfcode.run.events import Observer, RecordingObserver
 from selfcode.run.ledger import Ledger
-from selfcode.run.loop import Agent
+from selfcode.run.loop import Agent, check_budget
 from selfcode.run.propose import Proposer
 from selfcode.run.resume import (
     RunSummary,
@@ -51,7 +51,7 @@ from selfcode.run.resume import (
     summarize,
     sweep_dead_runs,
 )
-from selfcode.run.searching import Chooser, check_budget, profiler, restore_nodes
+from selfcode.run.searching import Chooser, profiler, restore_nodes
 from selfcode.run.selfdemo import commit_demo_repo
 from selfcode.sandbox.base import Sandbox
 from selfcode.sandbox.factory import backend_facts, baseline_dependencies, open_sandbox
